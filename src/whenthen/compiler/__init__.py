@@ -1,0 +1,1 @@
+"""The compiler: types, declarations, checker, code generation and disassembly."""

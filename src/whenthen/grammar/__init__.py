@@ -1,0 +1,1 @@
+"""The language front end: grammar, parser (parse tree → AST), AST and printer."""

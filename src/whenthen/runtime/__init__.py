@@ -1,0 +1,1 @@
+"""The runtime: values, VM, filter fast path, events, clocks, store, engine and simulation."""

@@ -1,0 +1,1 @@
+"""The standard library: pure functions, stdlib actions and system triggers."""
