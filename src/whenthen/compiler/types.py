@@ -90,15 +90,12 @@ def object_of(fields: dict[str, Type] | tuple[tuple[str, Type], ...], optional: 
 
 def assignable(value: Type, target: Type) -> bool:
     """Can a value of type `value` be passed where `target` is declared?"""
-    if value.kind == "any" or target.kind == "any" or target.kind == "json":
-        return True
+    if "any" in (value.kind, target.kind) or "json" in (value.kind, target.kind):
+        return True  # json is checked at run time; any follows an earlier error
     if value.kind == "null":
         return target.optional
-    if value.optional and not target.optional:
-        # An optional value into a required slot is accepted by the checker (it may be null at
-        # run time, where a missing required value fails the run with a clear error) only when
-        # the base types agree; SPEC 2.4: optional types check like their base type.
-        pass
+    # An optional value into a required slot is accepted when the base types agree (SPEC 2.4:
+    # optional types check like their base type); a null at run time fails the run clearly.
     v, t = value.base, target.base
     if t.kind == "float" and v.is_numeric:
         return True
@@ -148,3 +145,38 @@ def orderable(a: Type, b: Type) -> bool:
     if a.is_stringy and b.is_stringy:
         return True
     return a.kind == b.kind and a.kind in ("datetime", "date", "duration")
+
+
+def unify(a: Type, b: Type) -> Type | None:
+    """The one type that holds values of both `a` and `b` (list items, coalesce), or None.
+
+    int and float give float, str and enums give str, and the result is optional when either is.
+    """
+    optional = a.optional or b.optional
+    if a.kind == "any":
+        return b.as_optional(optional)
+    if b.kind == "any":
+        return a.as_optional(optional)
+    if a.kind == "null":
+        return b.as_optional(True)
+    if b.kind == "null":
+        return a.as_optional(True)
+    if a.kind == "json" or b.kind == "json":
+        return JSON.as_optional(optional)
+    x, y = a.base, b.base
+    if x == y:
+        return x.as_optional(optional)
+    if x.is_numeric and y.is_numeric:
+        return FLOAT.as_optional(optional)
+    if x.kind == "enum" and y.kind == "enum":
+        return enum_of(tuple(dict.fromkeys(x.values + y.values)), optional)
+    if x.is_stringy and y.is_stringy:
+        return STR.as_optional(optional)
+    if x.kind == "list" and y.kind == "list":
+        item = unify(x.item or ANY, y.item or ANY)
+        return None if item is None else list_of(item, optional)
+    if assignable(x, y):
+        return y.as_optional(optional)
+    if assignable(y, x):
+        return x.as_optional(optional)
+    return None
