@@ -1,0 +1,961 @@
+"""The type checker: declarations, name resolution and types of every rule; problems become diagnostics.
+
+`check_program` parses every file, collects the `timezone`/`trigger`/`action` declarations of all
+files, then checks every rule, filling the side tables of `CheckedProgram` (refs, types, calls)
+keyed by AST node id. `check_expr` does the same for one expression (`evaluate`, the REPL).
+Nothing here raises on user input: every problem is reported, never only the first, and a value
+whose type is unknown after an error has the type `any`, so one mistake gives one diagnostic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from croniter import croniter
+
+from whenthen.compiler import messages as msg
+from whenthen.compiler.checked import CheckedProgram, NameRef, ResolvedCall, RuleInfo
+from whenthen.compiler.decls import ActionSig, FunctionSig, ParamSig, Schema, TriggerSchema
+from whenthen.compiler.types import (
+    ANY,
+    BOOL,
+    DATE,
+    DATETIME,
+    DURATION,
+    FLOAT,
+    INT,
+    NULL,
+    PRIMITIVES,
+    STR,
+    Type,
+    assignable,
+    comparable,
+    enum_of,
+    list_of,
+    object_of,
+    orderable,
+    unify,
+)
+from whenthen.diagnostics import NO_SPAN, Diagnostic, Span, error, warning
+from whenthen.grammar import ast
+from whenthen.source import Source
+from whenthen.stdlib import default_schema
+from whenthen.stdlib.functions import ArgumentTypeError
+
+__all__ = ["CheckedExpr", "check_expr", "check_program", "default_schema"]
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# Code of a diagnostic reported instead of raising when the checker itself has a bug.
+INTERNAL = "E000"
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+@dataclass
+class CheckedExpr:
+    """The result of `check_expr`: the expression's type, side tables and diagnostics."""
+
+    expr: ast.Expr | None
+    type: Type
+    refs: dict[int, NameRef] = field(default_factory=dict)
+    types: dict[int, Type] = field(default_factory=dict)
+    calls: dict[int, ResolvedCall] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+
+def check_program(sources: Sequence[Source], schema: Schema | None = None) -> CheckedProgram:
+    """Parse and check a program made of `sources` (in order) against the stdlib and `schema`."""
+    from whenthen.grammar.parser import parse  # the parser imports nothing from here
+
+    files: list[ast.File] = []
+    diagnostics: list[Diagnostic] = []
+    for source in sources:
+        try:
+            file, parse_diags = parse(source)
+        except Exception as exc:  # a parser bug must not hide the other files
+            file, parse_diags = ast.File(source.name, ()), [
+                error(_file_span(source), INTERNAL, msg.internal_error("parser", exc))]
+        files.append(file)
+        diagnostics.extend(parse_diags)
+    return check_files(files, list(sources), schema, diagnostics)
+
+
+def check_files(files: list[ast.File], sources: list[Source], schema: Schema | None = None,
+                diagnostics: list[Diagnostic] | None = None) -> CheckedProgram:
+    """Check already parsed files (`files[i]` parsed from `sources[i]`); `diagnostics` are the
+    parser's, kept in the result."""
+    checker = _Checker(_base_schema(schema))
+    checker.diags.extend(diagnostics or [])
+    by_name = {s.name: s for s in sources}
+    try:
+        timezones = [checker.file_timezone(f, diagnostics or []) for f in files]
+        for file in files:
+            checker.declarations(file)
+    except Exception as exc:
+        timezones = ["UTC"] * len(files)
+        checker.internal(exc, NO_SPAN)
+    rules: list[RuleInfo] = []
+    for file, tz in zip(files, timezones, strict=True):
+        source = by_name.get(file.name)
+        for item in file.items:
+            if isinstance(item, ast.Rule):
+                try:
+                    rules.append(checker.rule(item, file, source, tz))
+                except Exception as exc:
+                    checker.internal(exc, item.span)
+    order = {s.name: i for i, s in enumerate(sources)}
+    checker.diags.sort(key=lambda d: (order.get(d.file, -1), d.span.start))
+    return CheckedProgram(
+        files=files, sources=by_name, schema=checker.schema, rules=rules,
+        refs=checker.refs, types=checker.types, calls=checker.calls, diagnostics=checker.diags,
+    )
+
+
+def check_expr(expr: ast.Expr, schema: Schema | None, trigger: str | None,
+               locals: dict[str, Type] | None = None) -> CheckedExpr:
+    """Check one expression or condition, as `evaluate` and the REPL read it.
+
+    Bare names are, in order: `locals` (as 'let' refs), the fields of `trigger`'s event, its
+    alias and `event`. Actions may not be called (E109). `schema` is the one in scope (a
+    `CheckedProgram.schema` carries a program's own declarations); the stdlib is always in it.
+    """
+    checker = _Checker(_base_schema(schema))
+    scope = _Scope(checker.schema.triggers.get(trigger) if trigger else None, trigger)
+    if trigger and scope.start is None:
+        checker.err(expr.span, "E101", msg.unknown_trigger(trigger, checker.trigger_names()))
+        scope.start_unknown = True
+    for name, type_ in (locals or {}).items():
+        scope.define(name, type_)
+    try:
+        result = checker.expr(expr, scope)
+    except Exception as exc:
+        checker.internal(exc, expr.span)
+        result = ANY
+    return CheckedExpr(expr, result, checker.refs, checker.types, checker.calls, checker.diags)
+
+
+def _base_schema(schema: Schema | None) -> Schema:
+    """The stdlib and system declarations, overlaid with the given schema's."""
+    base = default_schema()
+    if schema is not None:
+        base.triggers.update(schema.triggers)
+        base.actions.update(schema.actions)
+        base.functions.update(schema.functions)
+    return base
+
+
+def _file_span(source: Source) -> Span:
+    return Span(source.name, 0, 0, 1, 1, 1, 1)
+
+
+# ----------------------------------------------------------------------------- scopes
+
+
+class _Scope:
+    """The names visible at one point of a rule: lets (a stack of blocks), the start event, and
+    in a `wait for`/`exit when` clause that clause's event."""
+
+    def __init__(self, start: TriggerSchema | None, start_name: str | None):
+        self.start = start
+        self.start_name = start_name
+        self.start_unknown = False  # start trigger unknown: its fields are typed `any`, silently
+        self.alias = start_name.split(".")[0] if start_name else None
+        self.blocks: list[dict[str, Type]] = [{}]
+        self.clause: TriggerSchema | None = None
+        self.clause_name: str | None = None
+        self.clause_unknown = False
+        self.lets_visible = True
+
+    def child(self) -> _Scope:
+        """A nested block: same names, plus its own lets."""
+        scope = self._copy()
+        scope.blocks = [*self.blocks, {}]
+        return scope
+
+    def in_clause(self, trigger: TriggerSchema | None, name: str, lets_visible: bool) -> _Scope:
+        scope = self._copy()
+        scope.clause, scope.clause_name = trigger, name
+        scope.clause_unknown = trigger is None
+        scope.lets_visible = lets_visible
+        return scope
+
+    def _copy(self) -> _Scope:
+        scope = _Scope.__new__(_Scope)
+        scope.__dict__.update(self.__dict__)
+        return scope
+
+    def define(self, name: str, type_: Type) -> None:
+        self.blocks[-1][name] = type_
+
+    def let(self, name: str) -> Type | None:
+        if not self.lets_visible:
+            return None
+        for block in reversed(self.blocks):
+            if name in block:
+                return block[name]
+        return None
+
+    def start_field(self, name: str) -> Type | None:
+        return self.start.type.field(name) if self.start is not None else None
+
+    def visible_names(self) -> list[str]:
+        names: list[str] = []
+        if self.clause is not None:
+            names += self.clause.type.field_names
+        if self.lets_visible:
+            for block in self.blocks:
+                names += block
+        if self.clause is None and self.start is not None:
+            names += self.start.type.field_names
+        if self.start_name:
+            names += [self.alias or "", "event"]
+        return names
+
+
+# ----------------------------------------------------------------------------- the checker
+
+
+def _literal_string(expr: object) -> str | None:
+    """The value of a string literal ('…', or "…" without `{}` parts), else None."""
+    if isinstance(expr, ast.StrLit):
+        return expr.value
+    if isinstance(expr, ast.Template) and all(isinstance(p, str) for p in expr.parts):
+        return "".join(expr.parts)  # type: ignore[arg-type]
+    return None
+
+
+def _loose(t: Type) -> bool:
+    """Types that fit any operator: unknown after an error, json (checked at run time), null."""
+    return t.kind in ("any", "json", "null")
+
+
+class _Checker:
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self.diags: list[Diagnostic] = []
+        self.refs: dict[int, NameRef] = {}
+        self.types: dict[int, Type] = {}
+        self.calls: dict[int, ResolvedCall] = {}
+        self.rule_names: dict[str, Span] = {}
+        self.declared_triggers: dict[str, Span] = {}  # declared by this program, where
+        self.declared_actions: dict[str, Span] = {}
+        self.trigger_type_names: dict[Type, str] = {}
+        self._dispatch: dict[type, Callable[[Any, _Scope], Type]] = {
+            ast.StrLit: lambda e, s: STR,
+            ast.Template: self._template,
+            ast.IntLit: lambda e, s: INT,
+            ast.FloatLit: lambda e, s: FLOAT,
+            ast.BoolLit: lambda e, s: BOOL,
+            ast.NullLit: lambda e, s: NULL,
+            ast.DurationLit: lambda e, s: DURATION,
+            ast.DateLit: lambda e, s: DATE,
+            ast.DateTimeLit: lambda e, s: DATETIME,
+            ast.ListLit: self._list,
+            ast.Name: self._name,
+            ast.Attr: self._attr,
+            ast.Call: lambda e, s: self.call(e, s, action_ok=False),
+            ast.Unary: self._unary,
+            ast.Binary: self._binary,
+            ast.Is: self._is,
+        }
+
+    # -- reporting
+    def err(self, span: Span, code: str, message: str) -> None:
+        self.diags.append(error(span, code, message))
+
+    def internal(self, exc: Exception, span: Span) -> None:
+        self.err(span, INTERNAL, msg.internal_error("checker", exc))
+
+    def trigger_names(self) -> list[str]:
+        return [n for n, t in self.schema.triggers.items() if t.origin != "schedule"]
+
+    # ------------------------------------------------------------------------- declarations
+
+    def file_timezone(self, file: ast.File, parse_diags: list[Diagnostic]) -> str:
+        """Check the file's `timezone` declarations; the zone its rules run in ('UTC' if none/bad)."""
+        zone = "UTC"
+        seen = False
+        syntax_at = {(d.file, d.span.start) for d in parse_diags if d.code == "E001"}
+        for index, item in enumerate(file.items):
+            if not isinstance(item, ast.TimezoneDecl):
+                continue
+            if (seen or index > 0) and (item.span.file, item.span.start) not in syntax_at:
+                self.err(item.span, "E001", msg.timezone_not_first())
+            if not _valid_zone(item.name):
+                self.err(item.span, "E112", msg.bad_timezone(item.name, _all_zones()))
+            elif not seen:
+                zone = item.name
+            seen = True
+        return zone
+
+    def declarations(self, file: ast.File) -> None:
+        for item in file.items:
+            if isinstance(item, ast.TriggerDecl):
+                self.trigger_decl(item, file)
+            elif isinstance(item, ast.ActionDecl):
+                self.action_decl(item, file)
+
+    def trigger_decl(self, decl: ast.TriggerDecl, file: ast.File) -> None:
+        span = _pick(decl.name_span, decl.span)
+        type_ = self.object_type(decl.fields, f"trigger {decl.name}")
+        new = TriggerSchema(decl.name, type_, origin="program", span=span)
+        if decl.name in self.declared_triggers:
+            self.err(span, "E110", msg.duplicate_trigger(
+                decl.name, "first declared at " + _where(self.declared_triggers[decl.name])))
+            return
+        old = self.schema.triggers.get(decl.name)
+        if old is not None and (old.origin in ("system", "schedule") or old.type != type_):
+            what = {"system": "a system trigger", "schedule": "the schedule trigger"}.get(
+                old.origin, f"declared by the {old.origin} with another type")
+            self.err(span, "E110", msg.duplicate_trigger(decl.name, what))
+            return
+        self.declared_triggers[decl.name] = span
+        self.schema.triggers[decl.name] = new
+        self.trigger_type_names.setdefault(type_, decl.name)
+
+    def action_decl(self, decl: ast.ActionDecl, file: ast.File) -> None:
+        span = _pick(decl.name_span, decl.span)
+        tz = file.timezone if _valid_zone(file.timezone) else "UTC"
+        params: list[ParamSig] = []
+        for param in decl.params:
+            if any(p.name == param.name for p in params):
+                self.err(param.span, "E110", msg.duplicate_param(param.name, decl.name))
+                continue
+            ptype = self.type_of(param.type, f"action {decl.name}")
+            if param.default is not None:
+                ok, value = self.default_value(param, ptype, tz)
+                params.append(ParamSig(param.name, ptype, has_default=ok, default=value))
+            else:
+                # an optional parameter without a default may be left out: it is null
+                params.append(ParamSig(param.name, ptype, has_default=ptype.optional, default=None))
+        result = self.type_of(decl.result, f"action {decl.name}") if decl.result is not None else None
+        new = ActionSig(decl.name, tuple(params), result, origin="program", span=span)
+        if decl.name in self.declared_actions:
+            self.err(span, "E110", msg.duplicate_action(
+                decl.name, "first declared at " + _where(self.declared_actions[decl.name])))
+            return
+        if decl.name in self.schema.functions:
+            self.err(span, "E110", msg.action_shadows_function(decl.name))
+            return
+        old = self.schema.actions.get(decl.name)
+        if old is not None and (old.origin == "stdlib" or not _same_action(old, new)):
+            what = "a stdlib action" if old.origin == "stdlib" else f"declared by the {old.origin} differently"
+            self.err(span, "E110", msg.duplicate_action(decl.name, what))
+            return
+        self.declared_actions[decl.name] = span
+        self.schema.actions[decl.name] = new
+
+    def type_of(self, texpr: ast.TypeExpr, owner: str) -> Type:
+        """A written type expression as a Type (unknown names are E102 and become `any`)."""
+        if isinstance(texpr, ast.NamedType):
+            if texpr.name in PRIMITIVES:
+                return Type(texpr.name)
+            self.err(texpr.span, "E102", msg.unknown_type(texpr.name, PRIMITIVES))
+            return ANY
+        if isinstance(texpr, ast.ListType):
+            return list_of(self.type_of(texpr.item, owner))
+        if isinstance(texpr, ast.EnumType):
+            return enum_of(tuple(dict.fromkeys(texpr.values)))
+        if isinstance(texpr, ast.ObjectType):
+            return self.object_type(texpr.fields, owner)
+        if isinstance(texpr, ast.OptionalType):
+            return self.type_of(texpr.inner, owner).as_optional()
+        return ANY
+
+    def object_type(self, fields: Sequence[ast.FieldDecl], owner: str) -> Type:
+        seen: dict[str, Type] = {}
+        for fdecl in fields:
+            if fdecl.name in seen:
+                self.err(fdecl.span, "E110", msg.duplicate_field(fdecl.name, owner))
+                continue
+            seen[fdecl.name] = self.type_of(fdecl.type, owner)
+        return object_of(seen)
+
+    def default_value(self, param: ast.Param, ptype: Type, tz: str) -> tuple[bool, Any]:
+        """The runtime value of a parameter's default literal, checked against its type."""
+        try:
+            value = _literal_value(param.default, tz)
+        except ValueError:
+            self.err(param.default.span, "E103", msg.default_not_literal(param.name))
+            return False, None
+        got = self.expr(param.default, _Scope(None, None))
+        self.fits(param.default, got, ptype, lambda: msg.default_type(param.name, ptype, got))
+        return True, value
+
+    # ------------------------------------------------------------------------- rules
+
+    def rule(self, rule: ast.Rule, file: ast.File, source: Source | None, tz: str) -> RuleInfo:
+        when_span = _pick(rule.when_span, rule.span)
+        stem = source.stem if source is not None else file.name
+        name = rule.name if rule.name is not None else f"{stem}:{when_span.line}"
+        name_span = _pick(rule.name_span, when_span)
+        if name in self.rule_names:
+            first = self.rule_names[name]
+            self.err(name_span, "E110", msg.duplicate_rule(name, first.line, first.file))
+        else:
+            self.rule_names[name] = name_span
+
+        if isinstance(rule.when, ast.TriggerRef):
+            trigger_name = rule.when.name
+            start = self.trigger(rule.when.name, _pick(rule.when.span, when_span))
+        else:
+            trigger_name = ast.SCHEDULE_TRIGGER
+            self.schedule(rule.when)
+            start = self.schema.triggers.get(ast.SCHEDULE_TRIGGER)
+        scope = _Scope(start, trigger_name)
+        scope.start_unknown = start is None
+
+        if rule.where is not None:
+            self.condition(rule.where, scope, "the `where` condition")
+        for clause in rule.exits:
+            exit_trigger = self.trigger(clause.trigger.name, _pick(clause.trigger.span, clause.span))
+            if clause.where is not None:
+                clause_scope = scope.in_clause(exit_trigger, clause.trigger.name, lets_visible=False)
+                self.condition(clause.where, clause_scope, "the `exit when` condition")
+        self.block(rule.body, scope)
+
+        text = source.text[rule.span.start:rule.span.end] if source is not None and rule.span != NO_SPAN else ""
+        return RuleInfo(name=name, rule=rule, file=file.name, timezone=tz, trigger=trigger_name,
+                        source_text=text)
+
+    def trigger(self, name: str, span: Span) -> TriggerSchema | None:
+        """The declared trigger `name` as written in `when`, `exit when`, `wait for`, `emit`."""
+        found = self.schema.triggers.get(name)
+        if found is not None and found.origin == "schedule":
+            self.err(span, "E101", msg.schedule_trigger_by_name(name))
+            return None
+        if found is None:
+            self.err(span, "E101", msg.unknown_trigger(name, self.trigger_names()))
+        return found
+
+    def schedule(self, when: ast.Schedule) -> None:
+        if isinstance(when, ast.Every):
+            if when.seconds <= 0:
+                self.err(when.span, "E112", msg.bad_every(when.seconds))
+        elif isinstance(when, ast.EveryAt):
+            if when.day != "day" and when.day not in WEEKDAYS:
+                self.err(when.span, "E112", msg.bad_weekday(when.day, ("day", *WEEKDAYS)))
+        elif isinstance(when, ast.Cron):
+            if not _valid_cron(when.expr):
+                self.err(when.span, "E112", msg.bad_cron(when.expr))
+
+    # ------------------------------------------------------------------------- statements
+
+    def block(self, stmts: Sequence[ast.Stmt], outer: _Scope) -> None:
+        scope = outer.child()
+        stopped = warned = False
+        for stmt in stmts:
+            if stopped and not warned:
+                self.diags.append(warning(stmt.span, "W201", msg.unreachable()))
+                warned = True
+            self.statement(stmt, scope)
+            stopped = stopped or isinstance(stmt, ast.Stop)
+
+    def statement(self, stmt: ast.Stmt, scope: _Scope) -> None:
+        if isinstance(stmt, ast.CallStmt):
+            self.call(stmt.call, scope, action_ok=True, statement=True)
+        elif isinstance(stmt, ast.Let):
+            self.let(stmt, scope)
+        elif isinstance(stmt, ast.Wait):
+            got = self.expr(stmt.duration, scope)
+            if not _is(got, "duration"):
+                self.err(stmt.duration.span, "E103", msg.wait_not_duration(got))
+        elif isinstance(stmt, ast.WaitUntil):
+            got = self.expr(stmt.when, scope)
+            if not _is(got, "datetime"):
+                self.err(stmt.when.span, "E103", msg.wait_until_not_datetime(got))
+        elif isinstance(stmt, ast.WaitFor):
+            self.wait_for(stmt, scope)
+        elif isinstance(stmt, ast.If):
+            for branch in stmt.branches:
+                self.condition(branch.cond, scope, "an `if` condition")
+                self.block(branch.body, scope)
+            if stmt.else_body is not None:
+                self.block(stmt.else_body, scope)
+        elif isinstance(stmt, ast.Switch):
+            self.switch(stmt, scope)
+        elif isinstance(stmt, ast.Emit):
+            self.emit(stmt, scope)
+
+    def let(self, stmt: ast.Let, scope: _Scope) -> None:
+        value = stmt.value
+        if isinstance(value, ast.WaitFor):
+            type_ = self.wait_for(value, scope)
+        elif isinstance(value, ast.Call):
+            type_ = self.call(value, scope, action_ok=True)
+        else:
+            type_ = self.expr(value, scope)
+        span = _pick(stmt.name_span, stmt.span)
+        name = stmt.name
+        if scope.start is not None and scope.start.type.field(name) is not None:
+            self.err(span, "E111", msg.let_reuses_field(name, scope.start_name or ""))
+            return  # later uses keep meaning the field: one mistake, one diagnostic
+        if name in (scope.alias, "event"):
+            self.err(span, "E111", msg.let_reuses_alias(name))
+            return
+        if scope.let(name) is not None:
+            self.err(span, "E111", msg.let_reuses_let(name))
+        scope.define(name, type_)
+
+    def wait_for(self, stmt: ast.WaitFor, scope: _Scope) -> Type:
+        """Check a `wait for`; its value's type (the awaited event, null after `within`)."""
+        awaited = self.trigger(stmt.trigger, _pick(stmt.trigger_span, stmt.span))
+        if stmt.where is not None:
+            clause_scope = scope.in_clause(awaited, stmt.trigger, lets_visible=True)
+            self.condition(stmt.where, clause_scope, "the `wait for` condition")
+        if stmt.within is not None:
+            got = self.expr(stmt.within, scope)
+            if not _is(got, "duration"):
+                self.err(stmt.within.span, "E103", msg.within_not_duration(got))
+        if awaited is None:
+            return ANY
+        return awaited.type.as_optional(stmt.within is not None)
+
+    def switch(self, stmt: ast.Switch, scope: _Scope) -> None:
+        subject = self.expr(stmt.subject, scope) if stmt.subject is not None else None
+        for case in stmt.cases:
+            if subject is None:
+                if len(case.values) != 1:
+                    self.err(case.span, "E103", msg.case_holds_one_condition())
+                for value in case.values:
+                    self.condition(value, scope, "a `case` condition")
+            else:
+                for value in case.values:
+                    got = self.expr(value, scope)
+                    if not self.enum_literal(subject, value) and not comparable(subject, got):
+                        self.err(value.span, "E103", msg.case_value_type(subject, got))
+            self.block(case.body, scope)
+        if stmt.else_body is not None:
+            self.block(stmt.else_body, scope)
+
+    def emit(self, stmt: ast.Emit, scope: _Scope) -> None:
+        target = self.trigger(stmt.trigger, _pick(stmt.trigger_span, stmt.span))
+        if target is None:
+            for arg in stmt.args:
+                self.expr(arg.value, scope)
+            return
+        params = [(name, ftype, not ftype.optional) for name, ftype in target.type.fields]
+        matched = self.match_args(stmt.args, params, stmt.trigger, stmt.span, scope, emit=True)
+        self.calls[stmt.id] = ResolvedCall("emit", stmt.trigger, matched)
+
+    def condition(self, expr: ast.Expr, scope: _Scope, what: str) -> None:
+        got = self.expr(expr, scope)
+        if got.kind != "bool" and not _loose(got):
+            self.err(expr.span, "E103", msg.condition_not_bool(what, got))
+
+    # ------------------------------------------------------------------------- calls
+
+    def call(self, call: ast.Call, scope: _Scope, action_ok: bool, statement: bool = False) -> Type:
+        """Check a call of a function or action; records its ResolvedCall and type."""
+        result = self._call(call, scope, action_ok, statement)
+        self.types[call.id] = result
+        return result
+
+    def _call(self, call: ast.Call, scope: _Scope, action_ok: bool, statement: bool) -> Type:
+        function = self.schema.functions.get(call.func)
+        action = self.schema.actions.get(call.func)
+        if function is not None and action is None:
+            if statement:
+                self.err(call.span, "E104", msg.function_as_statement(call.func))
+            return self.function_call(call, function, scope)
+        if action is not None:
+            if not action_ok:
+                self.err(call.span, "E109", msg.action_in_expression(call.func))
+            params = [(p.name, p.type, not p.has_default) for p in action.params]
+            matched = self.match_args(call.args, params, call.func, call.span, scope)
+            self.calls[call.id] = ResolvedCall("action", call.func, matched)
+            return action.result if action.result is not None else NULL
+        candidates = [*self.schema.functions, *self.schema.actions]
+        self.err(call.span, "E104", msg.unknown_callable(call.func, candidates))
+        for arg in call.args:
+            self.expr(arg.value, scope)
+        return ANY
+
+    def function_call(self, call: ast.Call, function: FunctionSig, scope: _Scope) -> Type:
+        if function.variadic:
+            matched = []
+            for index, arg in enumerate(call.args):
+                self.expr(arg.value, scope)
+                if arg.name is not None:
+                    self.err(arg.span, "E105", msg.unknown_argument(arg.name, f"{call.func}()", ()))
+                    continue
+                matched.append((str(index), arg.value))
+            if not call.args:
+                self.err(call.span, "E106", msg.needs_an_argument(call.func))
+        else:
+            # a function given null returns null: every parameter accepts its optional type
+            params = [(p.name, p.type.as_optional(), not p.has_default) for p in function.params]
+            matched = self.match_args(call.args, params, f"{call.func}()", call.span, scope)
+        self.calls[call.id] = ResolvedCall("function", call.func, tuple(matched))
+        arg_types = [self.types.get(value.id, ANY) for _, value in matched]
+        try:
+            return function.result(arg_types)
+        except ArgumentTypeError as exc:
+            self.err(call.span, "E103", str(exc))
+            return ANY
+
+    def match_args(self, args: Sequence[ast.Arg], params: list[tuple[str, Type, bool]], callee: str,
+                   span: Span, scope: _Scope, emit: bool = False) -> tuple[tuple[str, ast.Expr], ...]:
+        """Match arguments to (name, type, required) parameters: E105 unknown/twice/too many,
+        E106 missing, E103/E107 mistyped. Returns (parameter, value) in the order written."""
+        by_name = {name: (name, ptype) for name, ptype, _ in params}
+        given: set[str] = set()
+        matched: list[tuple[str, ast.Expr]] = []
+        named_seen = False
+        for index, arg in enumerate(args):
+            got = self.expr(arg.value, scope)
+            if arg.name is None:
+                if named_seen:
+                    self.err(arg.span, "E105", msg.positional_after_named(callee))
+                    continue
+                if index >= len(params):
+                    self.err(arg.span, "E105", msg.too_many_arguments(callee, len(params)))
+                    continue
+                pname, ptype = params[index][0], params[index][1]
+            else:
+                named_seen = True
+                if arg.name not in by_name:
+                    names = [p[0] for p in params]
+                    text = (msg.unknown_emit_field(arg.name, callee, names) if emit
+                            else msg.unknown_argument(arg.name, callee, names))
+                    self.err(arg.span, "E105", text)
+                    continue
+                pname, ptype = by_name[arg.name]
+            if pname in given:
+                self.err(arg.span, "E105", msg.argument_twice(pname, callee))
+                continue
+            given.add(pname)
+            matched.append((pname, arg.value))
+            if emit:
+                self.fits(arg.value, got, ptype, lambda p=pname, t=ptype, g=got: msg.emit_field_type(p, callee, t, g))
+            else:
+                self.fits(arg.value, got, ptype, lambda p=pname, t=ptype, g=got: msg.argument_type(p, callee, t, g))
+        missing = [name for name, _, required in params if required and name not in given]
+        if missing:
+            text = msg.missing_emit_fields(missing, callee) if emit else msg.missing_arguments(missing, callee)
+            self.err(span, "E106", text)
+        return tuple(matched)
+
+    def fits(self, expr: ast.Expr, got: Type, want: Type, mismatch: Callable[[], str]) -> None:
+        """Report E107 (a literal outside an enumeration) or E103 when `got` does not fit `want`."""
+        target = want.base
+        if target.kind == "enum" and _literal_string(expr) is not None:
+            self.enum_literal(want, expr)
+            return
+        if (target.kind == "list" and target.item is not None and target.item.base.kind == "enum"
+                and isinstance(expr, ast.ListLit)):
+            for item in expr.items:
+                if not self.enum_literal(target.item, item):
+                    item_type = self.types.get(item.id, ANY)
+                    if not assignable(item_type, target.item):
+                        self.err(item.span, "E103", mismatch())
+            return
+        if not assignable(got, want):
+            self.err(expr.span, "E103", mismatch())
+
+    def enum_literal(self, enum: Type, expr: object) -> bool:
+        """When `enum` is an enumeration and `expr` a string literal: E107 unless it is one of the
+        values. True when the literal was judged here."""
+        if enum.kind != "enum":
+            return False
+        value = _literal_string(expr)
+        if value is None:
+            return False
+        if value not in enum.values:
+            self.err(expr.span, "E107", msg.not_in_enum(value, enum))  # type: ignore[attr-defined]
+        return True
+
+    # ------------------------------------------------------------------------- expressions
+
+    def expr(self, expr: ast.Expr, scope: _Scope) -> Type:
+        """The type of `expr`, recorded in `types`; problems inside it are reported."""
+        check = self._dispatch.get(type(expr))
+        if check is None:  # not an expression (a malformed hand-built AST): nothing to type
+            return ANY
+        result = check(expr, scope)
+        self.types[expr.id] = result
+        return result
+
+    def _template(self, expr: ast.Template, scope: _Scope) -> Type:
+        for part in expr.parts:
+            if not isinstance(part, str):
+                self.expr(part, scope)  # any value renders as text
+        return STR
+
+    def _list(self, expr: ast.ListLit, scope: _Scope) -> Type:
+        item: Type | None = None
+        for element in expr.items:
+            got = self.expr(element, scope)
+            if item is None:
+                item = got
+                continue
+            joined = unify(item, got)
+            if joined is None:
+                self.err(element.span, "E103", msg.mixed_list(item, got))
+            else:
+                item = joined
+        if item is not None and item.kind == "enum":
+            item = STR.as_optional(item.optional)  # literals in a list are plain strings
+        return list_of(item if item is not None else ANY)
+
+    def _name(self, expr: ast.Name, scope: _Scope) -> Type:
+        name = expr.name
+        if name == "event" and (scope.start is not None or scope.start_unknown):
+            self.refs[expr.id] = NameRef("event", name)
+            return scope.start.type if scope.start is not None else ANY
+        if scope.clause is not None or scope.clause_unknown:
+            clause_field = scope.clause.type.field(name) if scope.clause is not None else None
+            if clause_field is not None:
+                self.refs[expr.id] = NameRef("clause", name)
+                return clause_field
+        let_type = scope.let(name)
+        if let_type is not None:
+            self.refs[expr.id] = NameRef("let", name)
+            return let_type
+        in_clause = scope.clause is not None or scope.clause_unknown
+        if not in_clause:
+            start_field = scope.start_field(name)
+            if start_field is not None:
+                self.refs[expr.id] = NameRef("field", name)
+                return start_field
+        if name == scope.alias and scope.alias is not None:
+            self.refs[expr.id] = NameRef("event", name)
+            return scope.start.type if scope.start is not None else ANY
+        # not found: unknown events make everything `any`, silently
+        if in_clause and scope.clause_unknown:
+            self.refs[expr.id] = NameRef("clause", name)
+            return ANY
+        if not in_clause and scope.start_unknown:
+            self.refs[expr.id] = NameRef("field", name)
+            return ANY
+        if in_clause and scope.start_field(name) is not None:
+            self.err(expr.span, "E102", msg.start_field_in_clause(name, scope.clause_name or "", scope.alias or ""))
+        elif in_clause or scope.start is not None:
+            owner = scope.clause_name if in_clause else scope.start_name
+            self.err(expr.span, "E102", msg.unknown_field(name, owner or "", scope.visible_names()))
+        else:
+            self.err(expr.span, "E102", msg.unknown_name(name, scope.visible_names()))
+        return ANY
+
+    def _attr(self, expr: ast.Attr, scope: _Scope) -> Type:
+        base = self.expr(expr.obj, scope)
+        if base.kind in ("any", "json"):
+            return base
+        if base.kind == "null":
+            return NULL
+        if base.kind != "object":
+            self.err(expr.span, "E102", msg.no_fields(expr.name, base))
+            return ANY
+        found = base.field(expr.name)
+        if found is None:
+            owner = self.trigger_type_names.get(base.base) or self._schema_trigger_name(base.base) or str(base)
+            self.err(expr.span, "E102", msg.unknown_field(expr.name, owner, base.field_names))
+            return ANY
+        return found.as_optional(found.optional or base.optional)
+
+    def _schema_trigger_name(self, type_: Type) -> str | None:
+        for name, trigger in self.schema.triggers.items():
+            if trigger.type == type_:
+                self.trigger_type_names[type_] = name
+                return name
+        return None
+
+    def _unary(self, expr: ast.Unary, scope: _Scope) -> Type:
+        got = self.expr(expr.operand, scope)
+        if expr.op == "not":
+            if got.kind != "bool" and not _loose(got):
+                self.err(expr.span, "E103", msg.operand_type("not", got))
+            return BOOL
+        if got.is_numeric or got.kind == "duration" or _loose(got):
+            return got if got.kind != "json" else ANY
+        self.err(expr.span, "E103", msg.operand_type(expr.op, got))
+        return ANY
+
+    def _is(self, expr: ast.Is, scope: _Scope) -> Type:
+        got = self.expr(expr.operand, scope)
+        if expr.what == "empty" and not (got.is_stringy or got.kind == "list" or _loose(got)):
+            self.err(expr.span, "E103", msg.is_empty_operand(got))
+        return BOOL
+
+    def _binary(self, expr: ast.Binary, scope: _Scope) -> Type:
+        op = expr.op
+        left = self.expr(expr.left, scope)
+        right = self.expr(expr.right, scope)
+        if op in ast.LOGIC_OPS:
+            for side, got in ((expr.left, left), (expr.right, right)):
+                if got.kind != "bool" and not _loose(got):
+                    self.err(side.span, "E103", msg.operand_types(op, left, right))
+            return BOOL
+        if op in ("=", "!="):
+            if not (self.enum_literal(left, expr.right) or self.enum_literal(right, expr.left)
+                    or comparable(left, right)):
+                self.err(expr.span, "E103", msg.operand_types(op, left, right))
+            return BOOL
+        if op in ("<", "<=", ">", ">="):
+            if not orderable(left, right):
+                self.err(expr.span, "E103", msg.operand_types(op, left, right))
+            return BOOL
+        if op in ast.ARITHMETIC_OPS:
+            result = _arithmetic(op, left, right)
+            if result is None:
+                self.err(expr.span, "E103", msg.operand_types(op, left, right))
+                return ANY
+            return result
+        if op == "contains":
+            self._contains(expr, left, right)
+        elif op in ("starts with", "ends with"):
+            if not ((left.is_stringy or _loose(left)) and (right.is_stringy or _loose(right))):
+                self.err(expr.span, "E103", msg.operand_types(op, left, right))
+        elif op in ("in", "not in"):
+            self._in(expr, left, right)
+        elif op == "matches":
+            self._matches(expr, left)
+        return BOOL
+
+    def _contains(self, expr: ast.Binary, left: Type, right: Type) -> None:
+        if left.kind == "list":
+            item = left.item or ANY
+            if not self.enum_literal(item.base, expr.right) and not comparable(item, right):
+                self.err(expr.span, "E103", msg.operand_types("contains", left, right))
+        elif not ((left.is_stringy or _loose(left)) and (right.is_stringy or _loose(right))):
+            self.err(expr.span, "E103", msg.operand_types("contains", left, right))
+
+    def _in(self, expr: ast.Binary, left: Type, right: Type) -> None:
+        if _loose(right):
+            return
+        if right.kind != "list":
+            self.err(expr.right.span, "E103", msg.in_needs_list(right))
+            return
+        if left.base.kind == "enum" and isinstance(expr.right, ast.ListLit):
+            for item in expr.right.items:
+                if not self.enum_literal(left.base, item) and not comparable(left, self.types.get(item.id, ANY)):
+                    self.err(item.span, "E103", msg.operand_types(expr.op, left, self.types.get(item.id, ANY)))
+            return
+        if not comparable(left, right.item or ANY):
+            self.err(expr.span, "E103", msg.operand_types(expr.op, left, right))
+
+    def _matches(self, expr: ast.Binary, left: Type) -> None:
+        if not (left.is_stringy or _loose(left)):
+            self.err(expr.left.span, "E103", msg.operand_type("matches", left))
+        if not isinstance(expr.right, ast.StrLit):
+            self.err(expr.right.span, "E103", msg.matches_needs_literal())
+            return
+        try:
+            re.compile(expr.right.value)
+        except (re.error, OverflowError, RecursionError) as exc:
+            self.err(expr.right.span, "E108", msg.bad_regex(expr.right.value, str(exc)))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _arithmetic(op: str, left: Type, right: Type) -> Type | None:
+    """The result type of `left op right`, or None when the operator does not apply."""
+    if left.kind in ("any", "json") or right.kind in ("any", "json"):
+        return ANY
+    if left.kind == "null" and right.kind == "null":
+        return NULL
+    # null (a literal) takes the other operand's type: the result is null at run time
+    left = right if left.kind == "null" else left
+    right = left if right.kind == "null" else right
+    optional = left.optional or right.optional
+    a, b = left.kind, right.kind
+    result: Type | None = None
+    if left.is_numeric and right.is_numeric:
+        if op == "/":
+            result = FLOAT
+        else:
+            result = INT if a == b == "int" else FLOAT
+    elif op in ("+", "-"):
+        pairs = {
+            ("datetime", "duration"): DATETIME,
+            ("date", "duration"): DATE,
+            ("duration", "duration"): DURATION,
+        }
+        result = pairs.get((a, b))
+        if result is None and op == "+":
+            result = {("duration", "datetime"): DATETIME, ("duration", "date"): DATE}.get((a, b))
+        if result is None and op == "-" and a == b == "datetime":
+            result = DURATION
+    elif op == "*" and {a, b} in ({"int", "duration"}, {"float", "duration"}):
+        result = DURATION
+    return result.as_optional(optional) if result is not None else None
+
+
+def _is(t: Type, kind: str) -> bool:
+    """`t` is of `kind` (optional allowed: null fails the run clearly), or unknown/json."""
+    return t.kind == kind or t.kind in ("any", "json")
+
+
+def _pick(span: Span, fallback: Span) -> Span:
+    return fallback if span == NO_SPAN else span
+
+
+def _where(span: Span) -> str:
+    return f"{span.file}:{span.line}"
+
+
+def _same_action(a: ActionSig, b: ActionSig) -> bool:
+    return a.params == b.params and a.result == b.result
+
+
+def _valid_cron(expr: str) -> bool:
+    if len(expr.split()) != 5:
+        return False
+    try:
+        return bool(croniter.is_valid(expr))
+    except Exception:  # croniter raises assorted errors on odd input
+        return False
+
+
+_ZONES: set[str] | None = None
+
+
+def _all_zones() -> set[str]:
+    global _ZONES
+    if _ZONES is None:
+        _ZONES = zoneinfo.available_timezones() | {"UTC"}
+    return _ZONES
+
+
+def _valid_zone(name: str | None) -> bool:
+    if not name:
+        return False
+    if name in _all_zones():
+        return True
+    try:
+        zoneinfo.ZoneInfo(name)
+        return True
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+
+
+def _literal_value(expr: object, tz: str) -> Any:
+    """The runtime value of a literal (an action parameter's default); ValueError if not one."""
+    if isinstance(expr, (ast.StrLit, ast.IntLit, ast.FloatLit, ast.BoolLit, ast.DateLit)):
+        return expr.value
+    text = _literal_string(expr)
+    if text is not None:
+        return text
+    if isinstance(expr, ast.NullLit):
+        return None
+    if isinstance(expr, ast.DurationLit):
+        return dt.timedelta(seconds=expr.seconds)
+    if isinstance(expr, ast.DateTimeLit):
+        value = expr.value
+        return value if value.tzinfo is not None else value.replace(tzinfo=zoneinfo.ZoneInfo(tz))
+    if isinstance(expr, ast.ListLit):
+        return [_literal_value(item, tz) for item in expr.items]
+    if isinstance(expr, ast.Unary) and expr.op == "-" and isinstance(expr.operand, (ast.IntLit, ast.FloatLit)):
+        return -expr.operand.value
+    raise ValueError("not a literal")
