@@ -1,0 +1,827 @@
+"""Text to AST: runs the Lark grammar, builds ast.py nodes with spans, turns syntax errors into E001."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+
+from whenthen.diagnostics import Diagnostic, Span, error
+from whenthen.grammar import ast
+from whenthen.grammar.postlex import KEYWORDS, PostLexer
+from whenthen.source import Source
+
+_LARK_OPTIONS: dict[str, Any] = dict(
+    parser="lalr",
+    lexer="basic",
+    start=["file", "expr"],
+    keep_all_tokens=True,
+    maybe_placeholders=False,
+    propagate_positions=False,
+)
+
+
+@lru_cache(maxsize=1)
+def get_lark() -> Lark:
+    """The grammar, loaded once per process (and cached on disk by Lark between processes)."""
+    try:
+        return Lark.open_from_package(
+            "whenthen.grammar", "whenthen.lark", postlex=PostLexer(), cache=True, **_LARK_OPTIONS
+        )
+    except OSError:  # an unwritable cache directory must not stop parsing
+        return Lark.open_from_package("whenthen.grammar", "whenthen.lark", postlex=PostLexer(), **_LARK_OPTIONS)
+
+
+# ----------------------------------------------------------------------------- positions
+
+
+@dataclass(frozen=True, slots=True)
+class _Locator:
+    """Turns Lark token positions into Spans of the file, for text parsed from `offset`/`line`/`column`."""
+
+    file: str
+    offset: int = 0
+    line: int = 1
+    column: int = 1
+
+    def span(self, start: int, line: int, col: int, end: int, end_line: int, end_col: int) -> Span:
+        return Span(
+            self.file, self.offset + start, self.offset + end,
+            self.line + line - 1, (self.column + col - 1) if line == 1 else col,
+            self.line + end_line - 1, (self.column + end_col - 1) if end_line == 1 else end_col,
+        )
+
+    def token(self, tok: Token) -> Span:
+        start = tok.start_pos or 0
+        line = tok.line or 1
+        col = tok.column or 1
+        end = tok.end_pos if tok.end_pos is not None else start + len(tok.value)
+        end_line = tok.end_line or line
+        end_col = tok.end_column or (col + len(tok.value))
+        return self.span(start, line, col, end, end_line, end_col)
+
+    def point(self, pos: int, line: int, col: int, width: int = 1) -> Span:
+        return self.span(pos, line, col, pos + width, line, col + width)
+
+
+# ----------------------------------------------------------------------------- literals
+
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DATETIME_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:\d{2})?$"
+)
+_TEMPLATE_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds of a duration literal such as `1h30m` (already validated by the lexer)."""
+    return sum(int(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"(\d+)([wdhms])", text))
+
+
+def _parse_datetime(text: str) -> dt.datetime:
+    m = _DATETIME_RE.match(text)
+    if m is None:
+        raise ValueError(f"invalid datetime {text!r}")
+    year, month, day, hour, minute = (int(m.group(i)) for i in range(1, 6))
+    second = int(m.group(6) or 0)
+    micro = int((m.group(7) or "0")[:6].ljust(6, "0"))
+    tz: dt.tzinfo | None = None
+    if m.group(8) == "Z":
+        tz = dt.UTC
+    elif m.group(8):
+        sign = -1 if m.group(8)[0] == "-" else 1
+        hours, minutes = int(m.group(8)[1:3]), int(m.group(8)[4:6])
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"invalid offset in {text!r}")
+        tz = dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
+    return dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+
+
+# ----------------------------------------------------------------------------- tree -> AST
+
+
+class _Syntax(Exception):
+    """A problem the builder finds in an otherwise well-formed tree (reported as E001)."""
+
+    def __init__(self, span: Span, message: str):
+        super().__init__(message)
+        self.span = span
+        self.message = message
+
+
+def _nodes(children: Iterable[Any]) -> list[Any]:
+    return [c for c in children if not isinstance(c, Token)]
+
+
+def _tokens(children: Iterable[Any], *types: str) -> list[Token]:
+    return [c for c in children if isinstance(c, Token) and c.type in types]
+
+
+def _is(child: Any, type_: str) -> bool:
+    return isinstance(child, Token) and child.type == type_
+
+
+class _Block(tuple):
+    """The statements of a block, tagged so that parents can tell it from an expression tuple."""
+
+
+class _Builder(Transformer):
+    """Builds AST nodes bottom-up; every node gets a span covering the tokens it was made from."""
+
+    def __init__(self, locator: _Locator, diagnostics: list[Diagnostic]):
+        super().__init__(visit_tokens=False)
+        self.loc = locator
+        self.diagnostics = diagnostics
+
+    # -- helpers
+
+    def _span(self, children: Iterable[Any]) -> Span:
+        spans = []
+        for c in children:
+            if isinstance(c, Token):
+                if c.type not in ("SEP", "ENDBODY"):
+                    spans.append(self.loc.token(c))
+            elif isinstance(c, ast.Node):
+                spans.append(c.span)
+            elif isinstance(c, _Trigger):
+                spans.append(c.span)
+            elif isinstance(c, tuple) and c:
+                for item in c:
+                    if isinstance(item, ast.Node):
+                        spans.append(item.span)
+        if not spans:
+            return self.loc.point(0, 1, 1, 0)
+        first = min(spans, key=lambda s: s.start)
+        last = max(spans, key=lambda s: s.end)
+        return first.cover(last)
+
+    def _error(self, span: Span, message: str) -> None:
+        self.diagnostics.append(error(span, "E001", message))
+
+    # -- files and items
+
+    def file(self, children: list[Any]) -> ast.File:
+        return ast.File(self.loc.file, tuple(_nodes(children)), span=self._span(children))
+
+    def timezone_decl(self, children: list[Any]) -> ast.TimezoneDecl:
+        value = self._plain_string(_tokens(children, "DQSTRING")[0])
+        return ast.TimezoneDecl(value, span=self._span(children))
+
+    def trigger_decl(self, children: list[Any]) -> ast.TriggerDecl:
+        name: _Trigger = children[1]
+        fields = children[3]
+        return ast.TriggerDecl(name.name, fields, span=self._span(children), name_span=name.span)
+
+    def field_list(self, children: list[Any]) -> tuple[ast.FieldDecl, ...]:
+        return tuple(_nodes(children))
+
+    def field(self, children: list[Any]) -> ast.FieldDecl:
+        return ast.FieldDecl(children[0].value, children[2], span=self._span(children))
+
+    def action_decl(self, children: list[Any]) -> ast.ActionDecl:
+        name_tok = children[1]
+        params = children[3]
+        result = children[6] if len(children) > 6 else None
+        return ast.ActionDecl(
+            name_tok.value, params, result, span=self._span(children), name_span=self.loc.token(name_tok)
+        )
+
+    def param_list(self, children: list[Any]) -> tuple[ast.Param, ...]:
+        return tuple(_nodes(children))
+
+    def param(self, children: list[Any]) -> ast.Param:
+        default = children[4] if len(children) > 4 else None
+        if default is not None and not _is_literal(default):
+            self._error(default.span, "a parameter default must be a literal")
+        return ast.Param(children[0].value, children[2], default, span=self._span(children))
+
+    # -- types
+
+    def named_type(self, children: list[Any]) -> ast.NamedType:
+        return ast.NamedType(children[0].value, span=self._span(children))
+
+    def list_type(self, children: list[Any]) -> ast.ListType:
+        if children[0].value != "list":
+            self._error(self.loc.token(children[0]), f"unknown type '{children[0].value}[…]'; did you mean 'list[…]'?")
+        return ast.ListType(children[2], span=self._span(children))
+
+    def enum_type(self, children: list[Any]) -> ast.EnumType:
+        values = tuple(self._single_quoted(t) for t in _tokens(children, "SQSTRING"))
+        return ast.EnumType(values, span=self._span(children))
+
+    def object_type(self, children: list[Any]) -> ast.ObjectType:
+        return ast.ObjectType(children[1], span=self._span(children))
+
+    def optional_type(self, children: list[Any]) -> ast.OptionalType:
+        return ast.OptionalType(children[0], span=self._span(children))
+
+    # -- rules
+
+    def rule(self, children: list[Any]) -> ast.Rule:
+        name: str | None = None
+        name_span = ast.NO_SPAN
+        where = None
+        exits: list[ast.ExitClause] = []
+        body: tuple[ast.Stmt, ...] = ()
+        when: Any = None
+        when_start = None
+        for i, c in enumerate(children):
+            if isinstance(c, _RuleName):
+                name, name_span = c.name, c.span
+            elif _is(c, "WHEN"):
+                when_start = self.loc.token(c)
+                when = children[i + 1]
+            elif isinstance(c, _Where):
+                where = c.expr
+            elif isinstance(c, ast.ExitClause):
+                exits.append(c)
+            elif isinstance(c, _Block):
+                body = tuple(c)
+        if isinstance(when, _Trigger):
+            when = ast.TriggerRef(when.name, span=when.span)
+        assert when_start is not None
+        return ast.Rule(
+            name, when, where, tuple(exits), body,
+            span=self._span(children), name_span=name_span, when_span=when_start.cover(when.span),
+        )
+
+    def rule_name(self, children: list[Any]) -> _RuleName:
+        tok = children[1]
+        return _RuleName(self._plain_string(tok), self.loc.token(tok))
+
+    def rule_end(self, children: list[Any]) -> Token:
+        return children[0]
+
+    def where_clause(self, children: list[Any]) -> _Where:
+        return _Where(children[1], self._span(children))
+
+    def within_clause(self, children: list[Any]) -> _Within:
+        return _Within(children[1], self._span(children))
+
+    def exit_clause(self, children: list[Any]) -> ast.ExitClause:
+        trig: _Trigger = children[2]
+        where = children[3].expr if len(children) > 3 else None
+        return ast.ExitClause(ast.TriggerRef(trig.name, span=trig.span), where, span=self._span(children))
+
+    def trigger_name(self, children: list[Any]) -> _Trigger:
+        name = ".".join(t.value for t in children if t.type == "NAME")
+        return _Trigger(name, self._span(children))
+
+    def every(self, children: list[Any]) -> ast.Every:
+        return ast.Every(duration_seconds(children[1].value), span=self._span(children))
+
+    def every_at(self, children: list[Any]) -> ast.EveryAt:
+        time_tok = children[3]
+        hour, minute = (int(x) for x in time_tok.value.split(":"))
+        if hour > 23 or minute > 59:
+            self._error(self.loc.token(time_tok), f"invalid time of day '{time_tok.value}'")
+            hour, minute = 0, 0
+        return ast.EveryAt(children[1].value, dt.time(hour, minute), span=self._span(children))
+
+    def cron(self, children: list[Any]) -> ast.Cron:
+        return ast.Cron(self._plain_string(children[1]), span=self._span(children))
+
+    def at(self, children: list[Any]) -> ast.At:
+        return ast.At(self._datetime(children[1]), span=self._span(children))
+
+    # -- statements
+
+    def block(self, children: list[Any]) -> _Block:
+        return _Block(_nodes(children))
+
+    def call_stmt(self, children: list[Any]) -> ast.CallStmt:
+        return ast.CallStmt(children[0], span=children[0].span)
+
+    def let_stmt(self, children: list[Any]) -> ast.Let:
+        name_tok = children[1]
+        return ast.Let(
+            name_tok.value, children[3], span=self._span(children), name_span=self.loc.token(name_tok)
+        )
+
+    def wait_stmt(self, children: list[Any]) -> ast.Wait:
+        return ast.Wait(children[1], span=self._span(children))
+
+    def wait_until(self, children: list[Any]) -> ast.WaitUntil:
+        return ast.WaitUntil(children[2], span=self._span(children))
+
+    def wait_for(self, children: list[Any]) -> ast.WaitFor:
+        trig: _Trigger = children[2]
+        where = next((c.expr for c in children if isinstance(c, _Where)), None)
+        within = next((c.expr for c in children if isinstance(c, _Within)), None)
+        return ast.WaitFor(trig.name, where, within, span=self._span(children), trigger_span=trig.span)
+
+    def if_stmt(self, children: list[Any]) -> ast.If:
+        branches = [ast.IfBranch(children[1], tuple(children[3]), span=self._span(children[:4]))]
+        else_body = None
+        for c in children[4:]:
+            if isinstance(c, ast.IfBranch):
+                branches.append(c)
+            elif isinstance(c, _Else):
+                else_body = c.body
+        return ast.If(tuple(branches), else_body, span=self._span(children))
+
+    def elif_part(self, children: list[Any]) -> ast.IfBranch:
+        return ast.IfBranch(children[1], tuple(children[3]), span=self._span(children))
+
+    def else_part(self, children: list[Any]) -> _Else:
+        return _Else(tuple(children[1]) if len(children) > 1 else ())
+
+    def switch_stmt(self, children: list[Any]) -> ast.Switch:
+        subject = None
+        if len(children) > 1 and isinstance(children[1], ast.Node) and not isinstance(children[1], ast.Case):
+            subject = children[1]
+        cases = tuple(c for c in children if isinstance(c, ast.Case))
+        else_body = next((c.body for c in children if isinstance(c, _Else)), None)
+        return ast.Switch(subject, cases, else_body, span=self._span(children))
+
+    def case_part(self, children: list[Any]) -> ast.Case:
+        values = tuple(c for c in children[1:] if isinstance(c, ast.Node))
+        body = next(c for c in children if isinstance(c, _Block))
+        return ast.Case(values, tuple(body), span=self._span(children))
+
+    def emit_stmt(self, children: list[Any]) -> ast.Emit:
+        trig: _Trigger = children[1]
+        return ast.Emit(trig.name, children[3], span=self._span(children), trigger_span=trig.span)
+
+    def stop_stmt(self, children: list[Any]) -> ast.Stop:
+        return ast.Stop(span=self._span(children))
+
+    # -- expressions
+
+    def binary(self, children: list[Any]) -> ast.Binary:
+        left, op, right = children
+        op_text = op if isinstance(op, str) and not isinstance(op, Token) else op.value
+        if op_text == "==":
+            op_text = "="
+        return ast.Binary(op_text, left, right, span=self._span(children))
+
+    def comp_op(self, children: list[Any]) -> str:
+        text = " ".join(t.value for t in children)
+        return "=" if text == "==" else text
+
+    def is_test(self, children: list[Any]) -> ast.Is:
+        negated = any(_is(c, "NOT") for c in children)
+        what = children[-1].value
+        return ast.Is(children[0], what, negated, span=self._span(children))
+
+    def unary(self, children: list[Any]) -> ast.Unary:
+        return ast.Unary(children[0].value, children[1], span=self._span(children))
+
+    def attr(self, children: list[Any]) -> ast.Attr:
+        return ast.Attr(children[0], children[2].value, span=self._span(children))
+
+    def call(self, children: list[Any]) -> ast.Call:
+        return ast.Call(children[0].value, children[2], span=self._span(children))
+
+    def args(self, children: list[Any]) -> tuple[ast.Arg, ...]:
+        return tuple(_nodes(children))
+
+    def named_arg(self, children: list[Any]) -> ast.Arg:
+        return ast.Arg(children[0].value, children[2], span=self._span(children))
+
+    def positional_arg(self, children: list[Any]) -> ast.Arg:
+        return ast.Arg(None, children[0], span=children[0].span)
+
+    def name(self, children: list[Any]) -> ast.Name:
+        return ast.Name(children[0].value, span=self._span(children))
+
+    def int_lit(self, children: list[Any]) -> ast.IntLit:
+        return ast.IntLit(int(children[0].value), span=self._span(children))
+
+    def float_lit(self, children: list[Any]) -> ast.FloatLit:
+        return ast.FloatLit(float(children[0].value), span=self._span(children))
+
+    def str_lit(self, children: list[Any]) -> ast.StrLit:
+        return ast.StrLit(self._single_quoted(children[0]), span=self._span(children))
+
+    def bool_lit(self, children: list[Any]) -> ast.BoolLit:
+        return ast.BoolLit(children[0].type == "TRUE", span=self._span(children))
+
+    def null_lit(self, children: list[Any]) -> ast.NullLit:
+        return ast.NullLit(span=self._span(children))
+
+    def duration_lit(self, children: list[Any]) -> ast.DurationLit:
+        return ast.DurationLit(duration_seconds(children[0].value), span=self._span(children))
+
+    def date_lit(self, children: list[Any]) -> ast.DateLit:
+        tok = children[0]
+        try:
+            value = dt.date.fromisoformat(tok.value)
+        except ValueError:
+            self._error(self.loc.token(tok), f"invalid date '{tok.value}'")
+            value = dt.date(1970, 1, 1)
+        return ast.DateLit(value, span=self._span(children))
+
+    def datetime_lit(self, children: list[Any]) -> ast.DateTimeLit:
+        return ast.DateTimeLit(self._datetime(children[0]), span=self._span(children))
+
+    def list_lit(self, children: list[Any]) -> ast.ListLit:
+        return ast.ListLit(children[1], span=self._span(children))
+
+    def list_items(self, children: list[Any]) -> tuple[ast.Expr, ...]:
+        return tuple(_nodes(children))
+
+    def paren(self, children: list[Any]) -> ast.Expr:
+        return children[1]
+
+    def template(self, children: list[Any]) -> ast.Template:
+        tok = children[0]
+        return ast.Template(self._template_parts(tok), span=self.loc.token(tok))
+
+    # -- strings
+
+    def _single_quoted(self, tok: Token) -> str:
+        """`'…'`: only `\\'` and `\\\\` are escapes; any other backslash stays as written."""
+        return re.sub(r"\\([\\'])", r"\1", tok.value[1:-1])
+
+    def _plain_string(self, tok: Token) -> str:
+        """A double-quoted string without templating (`rule`, `timezone`, `cron`)."""
+        out = []
+        text = tok.value[1:-1]
+        i = 0
+        while i < len(text):
+            ch = text[i]
+            if ch == "\\" and i + 1 < len(text):
+                esc = text[i + 1]
+                if esc in _TEMPLATE_ESCAPES:
+                    out.append(_TEMPLATE_ESCAPES[esc])
+                else:
+                    self._error(self._inner_span(tok, i, 2), f"unknown escape '\\{esc}' (use \\n \\t \\\\ or \\\")")
+                    out.append(esc)
+                i += 2
+                continue
+            out.append(ch)
+            i += 1
+        return "".join(out)
+
+    def _inner_span(self, tok: Token, index: int, width: int) -> Span:
+        """The span of `width` characters at `index` inside a string token's quotes (one line)."""
+        return self.loc.span(
+            tok.start_pos + 1 + index, tok.line, tok.column + 1 + index,
+            tok.start_pos + 1 + index + width, tok.line, tok.column + 1 + index + width,
+        )
+
+    def _template_parts(self, tok: Token) -> tuple[str | ast.Expr, ...]:
+        text = tok.value[1:-1]
+        parts: list[str | ast.Expr] = []
+        buf: list[str] = []
+        i = 0
+        while i < len(text):
+            ch = text[i]
+            if ch == "\\" and i + 1 < len(text):
+                esc = text[i + 1]
+                if esc in _TEMPLATE_ESCAPES:
+                    buf.append(_TEMPLATE_ESCAPES[esc])
+                else:
+                    self._error(self._inner_span(tok, i, 2), f"unknown escape '\\{esc}' (use \\n \\t \\\\ or \\\")")
+                    buf.append(esc)
+                i += 2
+            elif ch == "{" and text.startswith("{{", i):
+                buf.append("{")
+                i += 2
+            elif ch == "}" and text.startswith("}}", i):
+                buf.append("}")
+                i += 2
+            elif ch == "}":
+                self._error(self._inner_span(tok, i, 1), "a lone '}' in a template (write '}}' for a brace)")
+                i += 1
+            elif ch == "{":
+                end = _expr_end(text, i + 1)
+                if end is None:
+                    self._error(self._inner_span(tok, i, len(text) - i), "'{' in a template is not closed by '}'")
+                    break
+                if buf:
+                    parts.append("".join(buf))
+                    buf = []
+                expr = self._template_expr(tok, i + 1, text[i + 1 : end])
+                if expr is not None:
+                    parts.append(expr)
+                i = end + 1
+            else:
+                buf.append(ch)
+                i += 1
+        if buf:
+            parts.append("".join(buf))
+        # adjacent text parts (around a failed `{…}`) are merged so the AST stays canonical
+        merged: list[str | ast.Expr] = []
+        for part in parts:
+            if isinstance(part, str) and merged and isinstance(merged[-1], str):
+                merged[-1] += part
+            else:
+                merged.append(part)
+        return tuple(merged)
+
+    def _template_expr(self, tok: Token, index: int, text: str) -> ast.Expr | None:
+        span = self._inner_span(tok, index, len(text))
+        if not text.strip():
+            self._error(span, "expected an expression inside '{}'")
+            return None
+        locator = _Locator(self.loc.file, span.start, span.line, span.column)
+        return _parse_expr_with(text, locator, self.diagnostics)
+
+    def _datetime(self, tok: Token) -> dt.datetime:
+        try:
+            return _parse_datetime(tok.value)
+        except ValueError:
+            self._error(self.loc.token(tok), f"invalid datetime '{tok.value}'")
+            return dt.datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Trigger:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class _RuleName:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    expr: ast.Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class _Within:
+    expr: ast.Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class _Else:
+    body: tuple[ast.Stmt, ...]
+
+
+_LITERALS = (ast.StrLit, ast.Template, ast.IntLit, ast.FloatLit, ast.BoolLit, ast.NullLit,
+             ast.DurationLit, ast.DateLit, ast.DateTimeLit)
+
+
+def _is_literal(expr: ast.Expr) -> bool:
+    if isinstance(expr, ast.Template):
+        return all(isinstance(p, str) for p in expr.parts)
+    if isinstance(expr, _LITERALS):
+        return True
+    if isinstance(expr, ast.Unary) and expr.op == "-":
+        return isinstance(expr.operand, (ast.IntLit, ast.FloatLit, ast.DurationLit))
+    if isinstance(expr, ast.ListLit):
+        return all(_is_literal(item) for item in expr.items)
+    return False
+
+
+def _expr_end(text: str, start: int) -> int | None:
+    """Index of the `}` closing a template expression: the first one outside a '…' string."""
+    i = start
+    quoted = False
+    while i < len(text):
+        ch = text[i]
+        if quoted:
+            if ch == "\\" and i + 1 < len(text):
+                i += 2
+                continue
+            if ch == "'":
+                quoted = False
+        elif ch == "'":
+            quoted = True
+        elif ch == "}":
+            return i
+        i += 1
+    return None
+
+
+# ----------------------------------------------------------------------------- syntax errors
+
+_WORDS = {
+    "NAME": "a name", "INT": "a number", "FLOAT": "a number", "SQSTRING": "a '…' string",
+    "DQSTRING": 'a "…" string', "DURATION": "a duration", "DATE": "a date", "DATETIME": "a datetime",
+    "TIME": "a time of day (HH:MM)", "SEP": "a new line or ';'", "$END": "the end of the input",
+    "EQEQ": "'=='", "NE": "'!='", "LE": "'<='", "GE": "'>='", "ARROW": "'->'", "EQUAL": "'='",
+    "LT": "'<'", "GT": "'>'", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'",
+    "PERCENT": "'%'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'",
+    "RBRACE": "'}'", "COMMA": "','", "COLON": "':'", "SEMICOLON": "';'", "DOT": "'.'", "QMARK": "'?'",
+    "VBAR": "'|'", "EXIT": "'exit when'", "ENDBODY": "'end'",
+}
+_EXPR_STARTS = frozenset(
+    "NAME INT FLOAT SQSTRING DQSTRING TRUE FALSE NULL DURATION DATE DATETIME LSQB LPAR MINUS NOT".split()
+)
+_OPERATORS = frozenset(
+    "EQEQ NE LE GE EQUAL LT GT PLUS MINUS STAR SLASH PERCENT DOT CONTAINS STARTS ENDS IN NOT MATCHES IS "
+    "LPAR".split()
+)
+_ORDER = ("THEN", "END", "ELIF", "ELSE", "CASE", "WHERE", "EXIT", "WITHIN", "WHEN", "COMMA", "RPAR",
+          "RSQB", "RBRACE", "COLON", "SEP")
+
+
+def _word(type_: str) -> str:
+    if type_ in _WORDS:
+        return _WORDS[type_]
+    if type_.lower() in KEYWORDS:
+        return f"'{type_.lower()}'"
+    return type_.lower()
+
+
+def describe_expected(expected: set[str]) -> str:
+    """Expected terminal names in words: `'then' or 'and'/'or'`, `an expression`, …"""
+    expected = set(expected)
+    if "ENDBODY" in expected and "END" in expected:
+        expected.discard("ENDBODY")
+    words: list[str] = []
+    starts = expected & _EXPR_STARTS
+    if len(starts) >= 5:
+        expected -= _EXPR_STARTS
+    logic = {"AND", "OR"} <= expected
+    expected -= {"AND", "OR"}
+    ops = expected & _OPERATORS
+    rest = expected - _OPERATORS
+    for t in _ORDER:
+        if t in rest:
+            words.append(_word(t))
+            rest.discard(t)
+    words.extend(sorted(_word(t) for t in rest))
+    if len(starts) >= 5:
+        words.append("an expression")
+    if logic:
+        words.append("'and'/'or'")
+    if ops and not words:
+        words.extend(sorted(_word(t) for t in ops))
+    if not words:
+        return "something else"
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _found(tok: Token) -> str:
+    kind = tok.type
+    if kind == "$END":
+        return "the end of the input"
+    if kind == "ENDBODY":
+        return f"'{tok.value}', which starts a new item" if tok.value else "the end of the input"
+    if kind == "SEP":
+        return "';'" if tok.value == ";" else "the end of the line"
+    if kind == "COMMA" and tok.value == ",":
+        return "','"
+    if kind == "NAME":
+        return f"name '{tok.value}'"
+    if kind in ("SQSTRING", "DQSTRING"):
+        return f"string {tok.value}"
+    if kind in ("INT", "FLOAT", "DURATION", "DATE", "DATETIME", "TIME"):
+        return f"{_word(kind)[2:] if _word(kind).startswith('a ') else _word(kind)} '{tok.value}'"
+    return f"'{tok.value}'"
+
+
+def _syntax_diagnostic(exc: UnexpectedInput, locator: _Locator) -> tuple[Diagnostic, int]:
+    """An E001 for a Lark error, and the offset (in the parsed text) where it happened."""
+    if isinstance(exc, UnexpectedToken):
+        tok = exc.token
+        try:
+            expected = set(exc.interactive_parser.accepts()) if exc.interactive_parser else set(exc.expected)
+        except Exception:  # accepts() replays the parser; never let it hide the real error
+            expected = set(exc.expected)
+        if tok.type == "$END":
+            pos = tok.start_pos if tok.start_pos is not None else 0
+            line = tok.line if tok.line and tok.line > 0 else 1
+            col = tok.column if tok.column and tok.column > 0 else 1
+            span = locator.point(pos, line, col, 0)
+        else:
+            pos = tok.start_pos or 0
+            span = locator.token(tok)
+            if span.end == span.start:  # virtual tokens are zero-width; point at one character
+                span = locator.point(pos, tok.line or 1, tok.column or 1)
+        message = f"expected {describe_expected(expected)}, found {_found(tok)}"
+        return error(span, "E001", message), pos
+    if isinstance(exc, UnexpectedCharacters):
+        pos = exc.pos_in_stream
+        ch = exc.char
+        if ch in "'\"":
+            message = "unterminated string (strings end on the same line)"
+        elif ch == "\t" or ch.isspace():
+            message = f"unexpected whitespace character {ch!r}"
+        else:
+            message = f"unexpected character '{ch}'"
+        return error(locator.point(pos, exc.line, exc.column), "E001", message), pos
+    pos = getattr(exc, "pos_in_stream", 0) or 0
+    return error(locator.point(pos, getattr(exc, "line", 1) or 1, getattr(exc, "column", 1) or 1), "E001",
+                 "syntax error"), pos
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def _parse_expr_with(text: str, locator: _Locator, diagnostics: list[Diagnostic]) -> ast.Expr | None:
+    try:
+        tree = get_lark().parse(text, start="expr")
+    except UnexpectedInput as exc:
+        diagnostics.append(_syntax_diagnostic(exc, locator)[0])
+        return None
+    return _build(tree, locator, diagnostics)
+
+
+def _build(tree: Any, locator: _Locator, diagnostics: list[Diagnostic]) -> Any:
+    try:
+        return _Builder(locator, diagnostics).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, _Syntax):
+            diagnostics.append(error(exc.orig_exc.span, "E001", exc.orig_exc.message))
+            return None
+        raise
+
+
+def parse_expr(text: str, name: str = "input") -> tuple[ast.Expr | None, list[Diagnostic]]:
+    """Parse one expression or condition (the REPL, `evaluate`); never raises on bad text."""
+    diagnostics: list[Diagnostic] = []
+    expr = _parse_expr_with(text, _Locator(name), diagnostics)
+    return expr, diagnostics
+
+
+_ITEM_LINE = re.compile(r"^[ \t]*(?:rule|when|trigger|action|timezone)(?![A-Za-z0-9_])(?![ \t]*[.:])", re.M)
+
+
+def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
+    """Parse one file into an `ast.File`; never raises on bad text.
+
+    After a syntax error, parsing resumes at the next line that starts a top-level item, and the
+    items before the failing one are kept, so every syntax error in the file is reported.
+    """
+    text = source.text
+    diagnostics: list[Diagnostic] = []
+    items: list[ast.Item] = []
+    item_lines = [m.start() for m in _ITEM_LINE.finditer(text)]
+    chunk = 0
+    while True:
+        locator = _chunk_locator(source, chunk)
+        try:
+            tree = get_lark().parse(text[chunk:], start="file")
+        except UnexpectedInput as exc:
+            diag, pos = _syntax_diagnostic(exc, locator)
+            diagnostics.append(diag)
+            error_at = chunk + pos
+            items.extend(_items_before(source, chunk, error_at, item_lines, diagnostics))
+            resume = _resume_point(text, chunk, error_at, item_lines)
+            if resume is None:
+                break
+            chunk = resume
+            continue
+        file = _build(tree, locator, diagnostics)
+        if file is not None:
+            items.extend(file.items)
+        break
+    items = _drop_late_timezones(items, diagnostics)
+    span = Span(source.name, 0, len(text), 1, 1, *source.line_col(len(text)))
+    return ast.File(source.name, tuple(items), span=span), diagnostics
+
+
+def _chunk_locator(source: Source, chunk: int) -> _Locator:
+    line, col = source.line_col(chunk)
+    return _Locator(source.name, chunk, line, col)
+
+
+def _items_before(
+    source: Source, chunk: int, error_at: int, item_lines: list[int], diagnostics: list[Diagnostic]
+) -> list[ast.Item]:
+    """The items of text[chunk:cut] for the latest item line `cut` before the error that parses."""
+    cuts = [p for p in item_lines if chunk < p <= error_at]
+    for cut in reversed(cuts):
+        try:
+            tree = get_lark().parse(source.text[chunk:cut], start="file")
+        except UnexpectedInput:
+            continue
+        extra: list[Diagnostic] = []
+        file = _build(tree, _chunk_locator(source, chunk), extra)
+        if file is None:
+            continue
+        diagnostics.extend(extra)
+        return list(file.items)
+    return []
+
+
+def _resume_point(text: str, chunk: int, error_at: int, item_lines: list[int]) -> int | None:
+    """Where to start parsing again: the item line at or after the error's line, past `chunk`."""
+    line_start = text.rfind("\n", 0, error_at) + 1
+    # the error's own line is a resume point only when the error is at its first token (the
+    # virtual end of a body there); otherwise the same error would be found again
+    at_first_token = not text[line_start:error_at].strip()
+    for p in item_lines:
+        if p > chunk and (p > line_start or (p == line_start and at_first_token)):
+            return p
+    return None
+
+
+def _drop_late_timezones(items: list[ast.Item], diagnostics: list[Diagnostic]) -> list[ast.Item]:
+    """Chunks are built separately, so a `timezone` after another item is caught here too."""
+    kept: list[ast.Item] = []
+    for item in items:
+        if isinstance(item, ast.TimezoneDecl) and kept:
+            diagnostics.append(error(item.span, "E001", "'timezone' must come before anything else in the file"))
+            continue
+        kept.append(item)
+    return kept
