@@ -98,3 +98,21 @@ def disasm(paths: tuple[str, ...], rule: str | None) -> None:
         sys.exit(EXIT_INPUT_ERROR)
     except WhenthenError as exc:
         fail(str(exc))
+
+
+@main.command()
+@click.argument("paths", nargs=-1)
+@click.pass_obj
+def repl(obj: Context, paths: tuple[str, ...]) -> None:
+    """The interactive console: evaluate conditions against events, emit, advance a simulated clock."""
+    from whenthen.repl.app import run_repl
+    from whenthen.runtime.clock import parse_datetime
+
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        fail(f"no such file or folder: {', '.join(missing)}")
+    try:
+        now = parse_datetime(obj.now) if obj.now else None
+    except ValueError as exc:
+        fail(f"--now: {exc}")
+    sys.exit(run_repl(list(paths), now=now))

@@ -1,0 +1,230 @@
+"""The REPL: scripted sessions over a real pipe, the prompt-toolkit app driven through a pipe input,
+the pygments lexer and the completer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+from pygments.token import Error, Keyword, Name, Number, Operator, String
+
+from whenthen.repl.app import HISTORY_ENV, build_prompt_session, make_history, run_interactive
+from whenthen.repl.completion import WhenthenCompleter
+from whenthen.repl.lexer import ReplLexer, WhenthenLexer
+from whenthen.repl.session import ReplSession, is_complete
+
+NOW = dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC)
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+SCHEMA = """
+trigger guest.added {
+  id: str
+  first_name: str
+  email: str
+  category: 'VIP' | 'Visitor' | 'Press'
+  company: str?
+  age: int?
+  tags: list[str]
+  registered_at: datetime
+  address: { city: str, zip: str? }
+}
+trigger email.opened { guest_id: str, campaign: str }
+action set_status(guest_id: str, status: str)
+"""
+
+RULES = """
+rule "VIP welcome"
+when guest.added
+where category = 'VIP'
+then
+  send_email(to: email, subject: "Welcome {first_name}!")
+  wait 24h
+  set_status(guest_id: id, status: 'welcomed')
+end
+"""
+
+JANE = (
+    '{"id": "g1", "first_name": "Jane", "email": "jane@x.io", "category": "VIP", "tags": ["a"], '
+    '"registered_at": "2026-11-23T08:00:00Z", "address": {"city": "Paris"}}'
+)
+
+
+@pytest.fixture()
+def program(tmp_path: Path) -> list[str]:
+    (tmp_path / "schema.rules").write_text(SCHEMA)
+    (tmp_path / "vip.rules").write_text(RULES)
+    return [str(tmp_path / "schema.rules"), str(tmp_path / "vip.rules")]
+
+
+def tokens(lexer, text: str) -> list[tuple[object, str]]:
+    return [(tok, val) for tok, val in lexer.get_tokens(text) if val.strip()]
+
+
+# ----------------------------------------------------------------------------- lexer
+
+
+def test_lexer_highlights_every_kind_of_token_in_the_examples() -> None:
+    for path in EXAMPLES.glob("*.rules"):
+        toks = list(WhenthenLexer().get_tokens(path.read_text()))
+        assert [v for t, v in toks if t is Error] == [], path
+        assert "".join(v for _, v in toks) == path.read_text()
+
+
+def test_lexer_token_kinds() -> None:
+    toks = tokens(WhenthenLexer(), "when guest.added where age >= 18 and company is not null "
+                                   "then wait 1h30m; send_email(to: email, subject: \"Hi {first_name}\")")
+    assert (Keyword, "when") in toks
+    assert (Name.Class, "guest.added") in toks
+    assert (Operator.Word, "and") in toks
+    assert (Keyword.Constant, "null") in toks
+    assert (Number.Other, "1h30m") in toks
+    assert (Number.Integer, "18") in toks
+    assert (Name.Function, "send_email") in toks
+    assert (Name.Variable, "to") in toks  # an argument name
+    assert (String.Interpol, "{") in toks
+    assert (Name, "first_name") in toks
+
+
+def test_lexer_keywords_are_names_after_a_dot_and_literals_keep_their_shape() -> None:
+    toks = tokens(WhenthenLexer(), "x.at = 2026-12-01T09:00:00+01:00 and d = 2026-12-01 and s = 'it\\'s'")
+    assert (Name.Attribute, "at") in toks
+    assert (Number.Other, "2026-12-01T09:00:00+01:00") in toks
+    assert (Number.Other, "2026-12-01") in toks
+    assert (String.Escape, "\\'") in toks
+    assert (Operator.Word, "andy") not in toks
+
+
+def test_repl_lexer_marks_commands() -> None:
+    toks = tokens(ReplLexer(), ":event @payload.json")
+    assert toks[0] == (Keyword.Pseudo, ":event")
+    assert toks[1] == (String.Other, "@payload.json")
+
+
+def test_lexer_is_registered_with_pygments() -> None:
+    from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
+
+    assert isinstance(get_lexer_for_filename("vip.rules"), WhenthenLexer)
+    assert isinstance(get_lexer_by_name("whenthen"), WhenthenLexer)
+
+
+# ----------------------------------------------------------------------------- input completeness
+
+
+@pytest.mark.parametrize(
+    ("text", "complete"),
+    [
+        ("1 + 2", True),
+        ("len(tags", False),
+        ("len(tags\n\n", True),  # a blank line gives up, so the error shows
+        ("when guest.added then log(message: 'x')", True),
+        ("when guest.added where x = 1\n", False),
+        ("rule \"A\"\nwhen guest.added\nthen\n  if x then\n    f()\n  end\n", False),
+        ("rule \"A\"\nwhen guest.added\nthen\n  if x then\n    f()\n  end\nend\n", True),
+        ("when guest.added\nthen f()\n\n", True),
+        ("trigger a.b {\n  x: str\n", False),
+        ("trigger a.b {\n  x: str\n}\n", True),
+        (":emit guest.added {", True),
+    ],
+)
+def test_is_complete(text: str, complete: bool) -> None:
+    assert is_complete(text) is complete
+
+
+# ----------------------------------------------------------------------------- completion
+
+
+@pytest.fixture()
+def session(program: list[str]) -> ReplSession:
+    out: list[str] = []
+    err: list[str] = []
+    repl = ReplSession(now=NOW, out=out.append, err=err.append)
+    assert repl.load(program), err
+    repl.outputs, repl.errors = out, err  # type: ignore[attr-defined]
+    return repl
+
+
+def complete(session: ReplSession, text: str) -> dict[str, str]:
+    completer = WhenthenCompleter(lambda: session.schema, lambda: session.trigger)
+    found = completer.get_completions(Document(text), CompleteEvent(completion_requested=True))
+    return {c.text: c.display_meta_text for c in found}
+
+
+def test_completes_commands_triggers_fields_functions_and_actions(session: ReplSession) -> None:
+    assert ":trigger" in complete(session, ":tr")
+    assert complete(session, ":trigger guest.a") == {"guest.added": "trigger"}
+    assert "email.opened" in complete(session, ":emit em")
+    session.handle(":trigger guest.added")
+    fields = complete(session, "ca")
+    assert fields["category"] == "'VIP' | 'Visitor' | 'Press'"
+    assert complete(session, "co")["company"] == "str?"
+    assert complete(session, "address.c") == {"address.city": "str"}
+    assert complete(session, "guest.address.z") == {"guest.address.zip": "str?"}
+    assert complete(session, "up")["upper"] == "upper(s: str)"
+    assert complete(session, "set_")["set_status"] == "set_status(guest_id: str, status: str)"
+    assert complete(session, "send_e")["send_email"].endswith("-> { message_id: str }")
+    assert complete(session, "wi") == {"with": "keyword", "within": "keyword"}
+    assert "guest.added" in complete(session, "guest.ad")
+
+
+# ----------------------------------------------------------------------------- the prompt-toolkit app
+
+
+def drive(session: ReplSession, keys: list[str], history=None) -> PromptSession:
+    """Run the interactive loop on a pipe input, typing `keys` one chunk at a time."""
+    with create_pipe_input() as pipe:
+        prompt = build_prompt_session(session, input=pipe, output=DummyOutput(),
+                                      history=history or InMemoryHistory())
+
+        def type_keys() -> None:
+            for chunk in keys:
+                time.sleep(0.15)  # let completion (run in a thread) catch up with the typing
+                pipe.send_text(chunk)
+
+        typist = threading.Thread(target=type_keys, daemon=True)
+        typist.start()
+        run_interactive(session, prompt)
+        typist.join()
+    return prompt
+
+
+def test_interactive_evaluates_and_completes_with_tab(session: ReplSession) -> None:
+    drive(session, [":trigger guest.a", "\t", "\r", f":event {JANE}\r", "first_na", "\t", "\r", "\x04"])
+    assert session.trigger == "guest.added"
+    assert "'Jane' : str" in session.outputs  # type: ignore[attr-defined]
+
+
+def test_interactive_multi_line_rule_and_quit(session: ReplSession) -> None:
+    drive(session, ["when email.opened\r", "then log(message: campaign)\r", "\r", "len(['a'])\r", ":quit\r"])
+    assert session.errors == []  # type: ignore[attr-defined]
+    assert any(line.startswith("defined rule 'repl-1:1'") for line in session.outputs)  # type: ignore
+    assert "1 : int" in session.outputs  # type: ignore[attr-defined]
+
+
+def test_interactive_prompt_highlights_with_the_lexer(session: ReplSession) -> None:
+    prompt = build_prompt_session(session, input=None, output=DummyOutput(), history=InMemoryHistory())
+    line = prompt.lexer.lex_document(Document("when guest.added where age > 18"))(0)
+    styles = dict((text, style) for style, text in line)
+    assert "keyword" in styles["when"]
+    assert "name.class" in styles["guest.added"]
+    assert "number" in styles["18"]
+
+
+def test_history_file_is_used_and_can_be_disabled(tmp_path: Path, monkeypatch, session) -> None:
+    path = tmp_path / "sub" / "history"
+    monkeypatch.setenv(HISTORY_ENV, str(path))
+    history = make_history()
+    assert isinstance(history, FileHistory)
+    drive(session, ["1 + 1\r", "\x04"], history=history)
+    assert "1 + 1" in path.read_text()
+    monkeypatch.setenv(HISTORY_ENV, "")
+    assert isinstance(make_history(), InMemoryHistory)
