@@ -517,9 +517,9 @@ class _Checker:
             got = self.expr(stmt.within, scope)
             if not _is(got, "duration"):
                 self.err(stmt.within.span, "E103", msg.within_not_duration(got))
-        if awaited is None:
-            return ANY
-        return awaited.type.as_optional(stmt.within is not None)
+        result = ANY if awaited is None else awaited.type.as_optional(stmt.within is not None)
+        self.types[stmt.id] = result
+        return result
 
     def switch(self, stmt: ast.Switch, scope: _Scope) -> None:
         subject = self.expr(stmt.subject, scope) if stmt.subject is not None else None
@@ -748,7 +748,12 @@ class _Checker:
         return ANY
 
     def _attr(self, expr: ast.Attr, scope: _Scope) -> Type:
-        base = self.expr(expr.obj, scope)
+        if self._alias_member(expr, scope):
+            base = scope.start.type  # type: ignore[union-attr]
+            self.refs[expr.obj.id] = NameRef("event", scope.alias or "")
+            self.types[expr.obj.id] = base
+        else:
+            base = self.expr(expr.obj, scope)
         if base.kind in ("any", "json"):
             return base
         if base.kind == "null":
@@ -758,10 +763,26 @@ class _Checker:
             return ANY
         found = base.field(expr.name)
         if found is None:
-            owner = self.trigger_type_names.get(base.base) or self._schema_trigger_name(base.base) or str(base)
+            owner = (self.trigger_type_names.get(base.base) or self._schema_trigger_name(base.base)
+                     or _written_path(expr.obj) or str(base))
             self.err(expr.span, "E102", msg.unknown_field(expr.name, owner, base.field_names))
             return ANY
         return found.as_optional(found.optional or base.optional)
+
+    def _alias_member(self, expr: ast.Attr, scope: _Scope) -> bool:
+        """`action.rule` on `action.failed`, whose field `action` is a str: a name that is both a
+        field and the alias means the field (SPEC 2.3), unless the field has no members and the
+        start event has this one (SPEC 2.1), where it can only mean the alias."""
+        obj = expr.obj
+        if not isinstance(obj, ast.Name) or obj.name != scope.alias or scope.start is None:
+            return False
+        if scope.start.type.field(expr.name) is None:
+            return False
+        if scope.clause is not None:
+            shadow = scope.clause.type.field(obj.name) or scope.let(obj.name)
+        else:
+            shadow = scope.let(obj.name) or scope.start.type.field(obj.name)
+        return shadow is not None and shadow.kind not in ("object", "json", "any")
 
     def _schema_trigger_name(self, type_: Type) -> str | None:
         for name, trigger in self.schema.triggers.items():
@@ -890,6 +911,16 @@ def _arithmetic(op: str, left: Type, right: Type) -> Type | None:
     elif op == "*" and {a, b} in ({"int", "duration"}, {"float", "duration"}):
         result = DURATION
     return result.as_optional(optional) if result is not None else None
+
+
+def _written_path(expr: object) -> str | None:
+    """`company.address` as written, for messages; None for anything but names and members."""
+    if isinstance(expr, ast.Name):
+        return expr.name
+    if isinstance(expr, ast.Attr):
+        inner = _written_path(expr.obj)
+        return f"{inner}.{expr.name}" if inner else None
+    return None
 
 
 def _is(t: Type, kind: str) -> bool:

@@ -15,7 +15,12 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 
 
 def closest(name: str, candidates: Iterable[str]) -> str | None:
-    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    """The candidate closest to `name`: one differing only in case first, then difflib's best."""
+    pool = sorted(set(candidates) - {name})
+    for candidate in pool:
+        if candidate.lower() == name.lower():
+            return candidate
+    matches = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 
