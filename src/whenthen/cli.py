@@ -116,3 +116,314 @@ def repl(obj: Context, paths: tuple[str, ...]) -> None:
     except ValueError as exc:
         fail(f"--now: {exc}")
     sys.exit(run_repl(list(paths), now=now))
+
+
+# ----------------------------------------------------------------------------- the engine
+
+
+def _engine(obj: Context, actions: str | None = None):  # -> Engine
+    """The engine on `--db`, with the `--now` clock and the `--actions` host module, or exit 2."""
+    from whenthen.runtime.clock import FixedClock, RealClock, parse_datetime
+    from whenthen.runtime.engine import Engine, load_actions_module
+
+    try:
+        clock = FixedClock(parse_datetime(obj.now)) if obj.now else RealClock()
+    except ValueError as exc:
+        fail(f"--now: {exc}")
+    try:
+        engine = Engine(obj.db, clock)
+        if actions:
+            for fn in load_actions_module(actions):
+                engine.action(fn)
+    except WhenthenError as exc:
+        fail(str(exc))
+    except Exception as exc:  # the host module itself failed to import
+        fail(f"--actions {actions}: {type(exc).__name__}: {exc}")
+    return engine
+
+
+def _print_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())
+
+
+_actions_option = click.option("--actions", "actions", default=None, metavar="MODULE_OR_FILE.py",
+                               help="Host actions: a Python file or importable module.")
+_format_option = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--author", default=None, help="Recorded with each new version.")
+@click.option("--enable", is_flag=True, help="Make the published rules active.")
+@_actions_option
+@click.pass_obj
+def publish(obj: Context, paths: tuple[str, ...], author: str | None, enable: bool, actions: str | None) -> None:
+    """Store a new version of each rule whose compiled form changed."""
+    from whenthen.api import compile as compile_api
+
+    engine = _engine(obj, actions)
+    try:
+        program = compile_api(list(paths), engine.schema)
+        report = engine.publish(program, author=author, enable=enable)
+    except CompileError as exc:
+        print_diagnostics(exc.diagnostics)
+        sys.exit(EXIT_INPUT_ERROR)
+    except WhenthenError as exc:
+        fail(str(exc))
+    for item in report:
+        what = f"new version {item.version}" if item.new_version else f"unchanged (version {item.version})"
+        click.echo(f"{item.rule}: {what}, {item.state}")
+
+
+@main.command()
+@_format_option
+@click.pass_obj
+def rules(obj: Context, fmt: str) -> None:
+    """List rules: version, state, trigger and run counts."""
+    found = _engine(obj).rules()
+    if fmt == "json":
+        _print_json(found)
+        return
+    _table([[r["name"], r["version"], r["state"], r["trigger"], r["runs"], r["waiting"], r["completed"],
+             r["failed"], r["exited"], r["filtered"]] for r in found],
+           ["RULE", "VERSION", "STATE", "TRIGGER", "RUNS", "WAITING", "COMPLETED", "FAILED", "EXITED", "FILTERED"])
+
+
+@main.command()
+@click.argument("rule")
+@click.pass_obj
+def enable(obj: Context, rule: str) -> None:
+    """Make a rule active: events of its trigger start runs."""
+    try:
+        _engine(obj).enable(rule)
+    except WhenthenError as exc:
+        fail(str(exc), EXIT_INPUT_ERROR)
+    click.echo(f"{rule}: active")
+
+
+@main.command()
+@click.argument("rule")
+@click.pass_obj
+def pause(obj: Context, rule: str) -> None:
+    """Pause a rule: no new runs (runs in flight continue)."""
+    try:
+        _engine(obj).pause(rule)
+    except WhenthenError as exc:
+        fail(str(exc), EXIT_INPUT_ERROR)
+    click.echo(f"{rule}: paused")
+
+
+@main.command()
+@click.argument("rule")
+@_format_option
+@click.pass_obj
+def versions(obj: Context, rule: str, fmt: str) -> None:
+    """A rule's version history."""
+    try:
+        found = _engine(obj).versions(rule)
+    except WhenthenError as exc:
+        fail(str(exc), EXIT_INPUT_ERROR)
+    if fmt == "json":
+        _print_json(found)
+        return
+    _table([[v["version"], v["created_at"], v["author"] or "", "*" if v["current"] else "", v["hash"][:12]]
+            for v in found], ["VERSION", "CREATED", "AUTHOR", "CURRENT", "HASH"])
+
+
+@main.command()
+@click.argument("rule")
+@click.argument("version", type=int)
+@click.option("--author", default=None)
+@click.pass_obj
+def revert(obj: Context, rule: str, version: int, author: str | None) -> None:
+    """Append a new version equal to VERSION and make it current."""
+    try:
+        number = _engine(obj).revert(rule, version, author=author)
+    except WhenthenError as exc:
+        fail(str(exc), EXIT_INPUT_ERROR)
+    click.echo(f"{rule}: version {number} (= version {version})")
+
+
+@main.command()
+@click.argument("trigger")
+@_format_option
+@click.pass_obj
+def uses(obj: Context, trigger: str, fmt: str) -> None:
+    """Where a trigger is started on, awaited, exited on or emitted (current versions)."""
+    found = _engine(obj).uses(trigger)
+    if fmt == "json":
+        _print_json(found)
+        return
+    if not found:
+        click.echo(f"no rule uses {trigger}")
+    _table([[u["how"], u["rule"], u["version"], u["state"]] for u in found], ["HOW", "RULE", "VERSION", "STATE"])
+
+
+@main.command()
+@click.argument("trigger")
+@click.argument("payload", required=False, default=None, metavar="[JSON | @file | -]")
+@_actions_option
+@click.pass_obj
+def emit(obj: Context, trigger: str, payload: str | None, actions: str | None) -> None:
+    """Validate and record one event, dispatch it, run until runs wait."""
+    from whenthen.diagnostics import EventError
+    from whenthen.runtime.events import parse_payload
+
+    if payload is None or payload == "-":
+        text = sys.stdin.read() if payload == "-" or not sys.stdin.isatty() else "{}"
+    elif payload.startswith("@"):
+        try:
+            text = Path(payload[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot read {payload[1:]}: {exc.strerror}")
+    else:
+        text = payload
+    engine = _engine(obj, actions)
+    try:
+        try:
+            data = parse_payload(text, trigger)
+        except EventError as exc:
+            engine.reject(trigger, text, str(exc))
+            raise
+        event_id = engine.emit(trigger, data)
+    except EventError as exc:
+        fail(str(exc), EXIT_INPUT_ERROR)
+    except WhenthenError as exc:
+        fail(str(exc))
+    click.echo(f"event {event_id} accepted", err=True)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@_actions_option
+@click.pass_obj
+def ingest(obj: Context, file: str, actions: str | None) -> None:
+    """Emit every event of a JSONL file (`{"trigger": …, "data": {…}}` per line)."""
+    try:
+        lines = Path(file).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}")
+    engine = _engine(obj, actions)
+    with click.progressbar(length=len(lines), label="ingest", file=sys.stderr) as bar:
+        accepted, rejected = engine.ingest(lines, on_line=lambda n, err: bar.update(1))
+    for number, error in rejected:
+        click.echo(f"{file}:{number}: error: {error}", err=True)
+    click.echo(f"{accepted} accepted, {len(rejected)} rejected", err=True)
+    if rejected:
+        sys.exit(EXIT_INPUT_ERROR)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Process what is due now, then exit.")
+@click.option("--idle", default=0.5, show_default=True, help="Seconds to sleep when there is nothing to do.")
+@_actions_option
+@click.pass_obj
+def worker(obj: Context, once: bool, idle: float, actions: str | None) -> None:
+    """Resume due runs and process pending events until stopped."""
+    engine = _engine(obj, actions)
+    try:
+        done = engine.work(once=once, idle=idle)
+    except KeyboardInterrupt:
+        return
+    if once:
+        click.echo(f"{done} event(s) and run(s) processed", err=True)
+
+
+@main.command()
+@click.option("--rule", default=None)
+@click.option("--status", default=None,
+              type=click.Choice(["running", "waiting", "completed", "failed", "exited"]))
+@_format_option
+@click.pass_obj
+def runs(obj: Context, rule: str | None, status: str | None, fmt: str) -> None:
+    """Run history."""
+    found = _engine(obj).runs(rule=rule, status=status)
+    if fmt == "json":
+        _print_json(found)
+        return
+    _table([[r["id"], r["rule"], r["version"], r["status"], r["started_at"], r["updated_at"],
+             r.get("waiting_until") or r.get("error") or ""] for r in found],
+           ["ID", "RULE", "VERSION", "STATUS", "STARTED", "UPDATED", "NEXT / ERROR"])
+
+
+@main.command("run")
+@click.argument("run_id", type=int)
+@_format_option
+@click.pass_obj
+def run_cmd(obj: Context, run_id: int, fmt: str) -> None:
+    """One run: its steps, data, results and errors."""
+    try:
+        found = _engine(obj).run(run_id)
+    except WhenthenError as exc:
+        fail(str(exc), EXIT_INPUT_ERROR)
+    if fmt == "json":
+        _print_json(found)
+        return
+    click.echo(f"run {found['id']} · {found['rule']} v{found['version']} · {found['status']}")
+    if found.get("event"):
+        click.echo(f"  started by {found['event']['trigger']} {json.dumps(found['event']['data'])}")
+    for step in found["steps"]:
+        if step["kind"] == "action":
+            args = ", ".join(f"{k}: {json.dumps(v)}" for k, v in step["args"].items())
+            outcome = f"error: {step['error']}" if step.get("error") else f"→ {json.dumps(step['result'])}"
+            click.echo(f"  {step['at']}  {step['action']}({args})  {outcome}")
+        else:
+            extra = {k: v for k, v in step.items() if k not in ("at", "kind")}
+            click.echo(f"  {step['at']}  {step['kind']}  {json.dumps(extra)}")
+    if found.get("error"):
+        click.echo(f"  error: {found['error']}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--events", "events_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--until", default=None, help="Play the clock up to this datetime.")
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text")
+@_actions_option
+def simulate(paths: tuple[str, ...], events_file: str, until: str | None, fmt: str, actions: str | None) -> None:
+    """Dry run on a simulated clock: actions are recorded, not executed."""
+    from whenthen.runtime.clock import parse_datetime
+    from whenthen.runtime.engine import load_actions_module
+    from whenthen.runtime.simulate import jsonl_line, render_text, simulate, summary_record
+
+    if not Path(events_file).exists():
+        fail(f"no such events file: {events_file}")
+    try:
+        until_at = parse_datetime(until) if until else None
+    except ValueError as exc:
+        fail(f"--until: {exc}")
+    try:
+        host = load_actions_module(actions) if actions else []
+    except WhenthenError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        fail(f"--actions {actions}: {type(exc).__name__}: {exc}")
+
+    def on_trace(record: dict) -> None:
+        if fmt == "jsonl":
+            click.echo(jsonl_line(record))
+
+    try:
+        result = simulate(list(paths), events_file, until=until_at, actions=host, on_trace=on_trace,
+                          on_event_error=lambda message: click.echo(message, err=True))
+    except WhenthenError as exc:
+        fail(str(exc))
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read input: {exc}")
+    if any(d.is_error for d in result.diagnostics):
+        print_diagnostics(result.diagnostics)
+        sys.exit(EXIT_INPUT_ERROR)
+    if fmt == "jsonl":
+        click.echo(jsonl_line(summary_record(result.summary)))
+    else:
+        click.echo(render_text(result), nl=False)
+    if result.truncated:
+        click.echo("warning: stopped after too many resumptions; give --until", err=True)
+    if result.event_errors:
+        sys.exit(EXIT_INPUT_ERROR)

@@ -1,0 +1,860 @@
+"""The durable engine: publish versions, accept events, dispatch them to runs, resume runs when due.
+
+One implementation serves the CLI, the embedding API and `simulate` (an in-memory database, a
+simulated clock and recorded actions). See docs/engine.md for how runs, waits, versions, leases,
+retries and the journal work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import inspect
+import json
+import os
+import secrets
+import socket
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from whenthen.compiler.code import BytecodeError, RuleCode
+from whenthen.compiler.decls import ActionSig, ParamSig, Schema, TriggerSchema
+from whenthen.compiler.types import Type
+from whenthen.diagnostics import EventError, WhenthenError
+from whenthen.grammar import ast
+from whenthen.runtime import values, vm
+from whenthen.runtime.clock import Clock, RealClock, epoch, format_datetime
+from whenthen.runtime.events import coerce_value, lookup_trigger, type_from_data, type_to_data, validate_event
+from whenthen.runtime.store import LeaseLost, RunRow, Store
+
+MAX_EMIT_DEPTH = vm.MAX_EMIT_DEPTH
+ENDED = ("completed", "failed", "exited")
+
+
+class EngineError(WhenthenError):
+    """A request the engine cannot satisfy: unknown rule or version, bad program."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often an action that raises is tried again, with exponential backoff between tries."""
+
+    attempts: int = 3
+    base_delay: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        return min(self.max_delay, self.base_delay * self.factor ** (attempt - 1))
+
+
+class ActionUnavailable(Exception):  # noqa: N818 - never retried
+    """An action has no implementation here; retrying cannot help."""
+
+
+@dataclass
+class LoadedRule:
+    """One version of a rule, decoded once, with its filter ready to call."""
+
+    name: str
+    version: int
+    code: RuleCode
+    accepts: Callable[[dict[str, Any]], bool]
+
+
+@dataclass
+class Published:
+    """What `publish` did to one rule."""
+
+    rule: str
+    version: int
+    new_version: bool
+    state: str
+
+
+@dataclass
+class _Queued:
+    event_id: int
+    trigger: str
+    data: dict[str, Any]
+    depth: int
+
+
+@dataclass
+class _Activation:
+    """What one activation of a run produced, committed together at its end."""
+
+    run: RunRow
+    loaded: LoadedRule
+    steps: list[dict[str, Any]] = field(default_factory=list)  # not yet written
+    emits: list[tuple[str, dict[str, Any], int, str]] = field(default_factory=list)
+    ordinal: int = 0
+    lease_lost: bool = False
+
+
+def index_key(value: Any) -> str:
+    """The text under which a value is indexed for wait-for and exit lookups (80 and 80.0 agree)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(values.to_json(value), sort_keys=True, separators=(",", ":"))
+
+
+def _field_path(data: dict[str, Any], path: str) -> Any:
+    value: Any = data
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+class Engine:
+    """Rules, events and runs over one SQLite database (`":memory:"` for tests)."""
+
+    def __init__(self, db: str | os.PathLike[str] = ":memory:", clock: Clock | None = None, *,
+                 retry: RetryPolicy | None = None, lease_seconds: float = 30.0, dry_run: bool = False,
+                 on_trace: Callable[[dict[str, Any]], None] | None = None):
+        self.store = Store(str(db))
+        self.clock: Clock = clock or RealClock()
+        self.retry = retry or RetryPolicy()
+        self.lease_seconds = lease_seconds
+        self.dry_run = dry_run  # simulate: actions are recorded; only host actions give results
+        self.on_trace = on_trace
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._host_actions: dict[str, ActionSig] = {}
+        self._loaded: dict[tuple[str, int], LoadedRule] = {}
+        self._generation = -1
+        self._active: dict[str, list[LoadedRule]] = {}
+        self._triggers: dict[str, TriggerSchema] = {}
+        self._actions: dict[str, ActionSig] = {}
+        self._queue: deque[_Queued] = deque()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ------------------------------------------------------------------ declarations
+
+    @property
+    def schema(self) -> Schema:
+        """The stdlib, system triggers and host actions: what to compile a program against."""
+        from whenthen.stdlib import default_schema
+
+        schema = default_schema()
+        schema.actions.update(self._host_actions)
+        return schema
+
+    def action(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+        """Register a host action (usable as `engine.action(fn)` or `@engine.action`), typed by its
+        annotations. A parameter named `idempotency_key` receives the journal's key."""
+        def register(func: Callable[..., Any]) -> Callable[..., Any]:
+            sig = action_signature(func, name)
+            self._host_actions[sig.name] = sig
+            self._generation = -1
+            return func
+        return register(fn) if fn is not None else register
+
+    def _refresh(self) -> None:
+        """Reload active rules and declarations when another call or process changed them."""
+        generation = self.store.generation()
+        if generation == self._generation:
+            return
+        from whenthen.stdlib import default_schema
+
+        schema = default_schema()
+        triggers = dict(schema.triggers)
+        for name, body in self.store.decls("trigger").items():
+            triggers[name] = TriggerSchema(name, type_from_data(body), origin="program")
+        actions = dict(schema.actions)
+        for name, body in self.store.decls("action").items():
+            actions[name] = action_from_data(name, body)
+        actions.update(self._host_actions)
+        self._triggers, self._actions = triggers, actions
+        active: dict[str, list[LoadedRule]] = defaultdict(list)
+        for rule, version, trigger, _ in self.store.active_versions():
+            loaded = self._load(rule, version)
+            if loaded is not None:
+                active[trigger].append(loaded)
+        self._active = dict(active)
+        self._generation = generation
+
+    def _load(self, rule: str, version: int) -> LoadedRule | None:
+        key = (rule, version)
+        loaded = self._loaded.get(key)
+        if loaded is None:
+            row = self.store.version(rule, version)
+            if row is None:
+                return None
+            code = RuleCode.decode(row["bytecode"])
+            loaded = LoadedRule(rule, version, code, _filter_of(code))
+            self._loaded[key] = loaded
+        return loaded
+
+    def trigger_schema(self, trigger: str) -> TriggerSchema:
+        """The schema of a trigger known to this database (EventError if unknown)."""
+        self._refresh()
+        return lookup_trigger(self._triggers, trigger)
+
+    # ------------------------------------------------------------------ versions
+
+    def publish(self, program: Any, author: str | None = None, enable: bool = False) -> list[Published]:
+        """Store a new version of each rule whose compiled form changed. New rules start paused
+        unless `enable`; an existing rule keeps its state (or becomes active with `enable`)."""
+        from whenthen.api import Program, compile
+
+        if not isinstance(program, Program):
+            program = compile(program, self.schema)
+        at = format_datetime(self.clock.now())
+        for name, trig in program.schema.triggers.items():
+            if trig.origin == "program":
+                self.store.save_decl("trigger", name, type_to_data(trig.type))
+        for name, sig in program.schema.actions.items():
+            if sig.origin == "program":
+                self.store.save_decl("action", name, action_to_data(sig))
+        uses = _uses_of(program.checked)
+        report = []
+        for name, code in program.rules.items():
+            blob = code.encode()
+            digest = compiled_hash(code)
+            current = self.store.rule(name)
+            if current is not None:
+                old = self.store.version(name, current["version"])
+                if old is not None and old["hash"] == digest:
+                    if enable and current["state"] != "active":
+                        self.store.set_state(name, "active")
+                    state = "active" if enable else current["state"]
+                    report.append(Published(name, current["version"], False, state))
+                    continue
+            number = self.store.add_version(name, code.source, blob, digest, author, at, code.trigger,
+                                            "active" if enable else "paused")
+            self.store.save_uses(name, number, uses.get(name, []))
+            if enable:
+                self.store.set_state(name, "active")
+            state = self.store.rule(name)["state"]  # type: ignore[index]
+            report.append(Published(name, number, True, state))
+        return report
+
+    def _rule_or_fail(self, rule: str) -> dict[str, Any]:
+        found = self.store.rule(rule)
+        if found is None:
+            known = [r["name"] for r in self.store.rules()]
+            import difflib
+
+            close = difflib.get_close_matches(rule, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise EngineError(f"unknown rule '{rule}'{hint}")
+        return found
+
+    def enable(self, rule: str) -> None:
+        self._rule_or_fail(rule)
+        self.store.set_state(rule, "active")
+
+    def pause(self, rule: str) -> None:
+        self._rule_or_fail(rule)
+        self.store.set_state(rule, "paused")
+
+    def revert(self, rule: str, version: int, author: str | None = None) -> int:
+        """Append a new version equal to `version` and make it current; returns its number."""
+        current = self._rule_or_fail(rule)
+        old = self.store.version(rule, version)
+        if old is None:
+            raise EngineError(f"rule '{rule}' has no version {version} (it has 1 to {current['version']})")
+        at = format_datetime(self.clock.now())
+        number = self.store.add_version(rule, old["source"], old["bytecode"], old["hash"],
+                                        author or f"revert to {version}", at, old["trigger"], current["state"])
+        uses = self.store.query("SELECT trigger, how FROM uses WHERE rule = ? AND version = ?", (rule, version))
+        self.store.save_uses(rule, number, [(t, h) for t, h in uses])
+        return number
+
+    def versions(self, rule: str) -> list[dict[str, Any]]:
+        current = self._rule_or_fail(rule)
+        return [dict(v, current=v["version"] == current["version"]) for v in self.store.versions(rule)]
+
+    def rules(self) -> list[dict[str, Any]]:
+        counts = self.store.run_counts()
+        filtered = self.store.filtered_counts()
+        out = []
+        for r in self.store.rules():
+            runs = counts.get(r["name"], {})
+            out.append({"name": r["name"], "version": r["version"], "state": r["state"], "trigger": r["trigger"],
+                        "runs": sum(runs.values()), **{s: runs.get(s, 0) for s in
+                                                       ("running", "waiting", "completed", "failed", "exited")},
+                        "filtered": filtered.get(r["name"], 0)})
+        return out
+
+    def uses(self, trigger: str) -> list[dict[str, Any]]:
+        """Where a trigger is started on (`start`), awaited (`await`), exited on (`exit`) or emitted."""
+        return self.store.uses(trigger)
+
+    # ------------------------------------------------------------------ events in
+
+    def emit(self, trigger: str, data: Any, *, origin: str = "external") -> int:
+        """Validate and record one event, dispatch it, and run what it starts or resumes until every
+        run waits or ends. Raises EventError (after recording the rejection) on bad data."""
+        self._refresh()
+        now = self.clock.now()
+        try:
+            schema = lookup_trigger(self._triggers, trigger)
+            if schema.origin in ("schedule", "system") and origin == "external":
+                raise EventError(f"'{trigger}' is fired by the engine; it cannot be emitted", trigger=trigger)
+            typed = validate_event(schema, data)
+        except EventError as exc:
+            self._reject(trigger, data, now, str(exc))
+            raise
+        event_id = self.store.insert_event(
+            trigger, _dumps(values.to_json(typed)), format_datetime(now), "processing", origin=origin,
+            owner=self.owner, lease_expires=time.time() + self.lease_seconds)
+        self._process(_Queued(event_id, trigger, typed, 0))
+        self._drain()
+        return event_id
+
+    def reject(self, trigger: str | None, data: Any, error: str) -> None:
+        """Record an event that could not even be read (bad JSON, no trigger)."""
+        self._reject(trigger, data, self.clock.now(), error)
+
+    def _reject(self, trigger: str | None, data: Any, now: dt.datetime, error: str) -> None:
+        text = data if isinstance(data, str) else _dumps(data, lenient=True)
+        self.store.insert_event(trigger if isinstance(trigger, str) else None, text[:10_000],
+                                format_datetime(now), "rejected", error=error)
+
+    def ingest(self, lines: Iterable[str], on_line: Callable[[int, str | None], None] | None = None
+               ) -> tuple[int, list[tuple[int, str]]]:
+        """Emit each JSON line `{"trigger": …, "data": {…}}`; returns (accepted, [(line, error)…]).
+        `on_line(line_number, error_or_None)` is called after each line (progress bars)."""
+        from whenthen.runtime.events import parse_event_line
+
+        accepted, rejected = 0, []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            error = None
+            try:
+                trigger, _at, data = parse_event_line(line)
+            except EventError as exc:
+                error = str(exc)
+                self.reject(getattr(exc, "trigger", None), line.strip(), error)
+            else:
+                try:
+                    self.emit(trigger, data)
+                    accepted += 1
+                except EventError as exc:
+                    error = str(exc)
+            if error:
+                rejected.append((number, error))
+            if on_line:
+                on_line(number, error)
+        return accepted, rejected
+
+    # ------------------------------------------------------------------ workers
+
+    def run_due(self, limit: int | None = None) -> int:
+        """Resume every run whose wait is due now (by deadline, then creation); returns how many."""
+        self._refresh()
+        done = 0
+        while limit is None or done < limit:
+            now = self.clock.now()
+            batch = self.store.due_runs(epoch(now), time.time(), 200 if limit is None else min(200, limit - done))
+            if not batch:
+                break
+            progressed = False
+            for row in batch:
+                run = self.store.claim_run(row, self.owner, time.time(), time.time() + self.lease_seconds)
+                if run is None:
+                    continue
+                progressed = True
+                self._resume_claimed(run)
+                self._drain()
+                done += 1
+            if not progressed:
+                break
+        return done
+
+    def process_pending(self) -> int:
+        """Dispatch events that were recorded but not processed (emitted by other processes, or left
+        by a worker that died); returns how many."""
+        self._refresh()
+        count = 0
+        while True:
+            rows = self.store.claimable_events(time.time())
+            if not rows:
+                return count
+            progressed = False
+            for event_id, trigger, data, _at, depth in rows:
+                if not self.store.claim_event(event_id, self.owner, time.time(), time.time() + self.lease_seconds):
+                    continue
+                progressed = True
+                try:
+                    typed = validate_event(lookup_trigger(self._triggers, trigger), json.loads(data))
+                except (EventError, ValueError) as exc:
+                    self.store.query("UPDATE events SET status = 'rejected', error = ? WHERE id = ?",
+                                     (str(exc), event_id))
+                    continue
+                self._process(_Queued(event_id, trigger, typed, depth))
+                self._drain()
+                count += 1
+            if not progressed:
+                return count
+
+    def work(self, once: bool = False, idle: float = 0.5, stop: Callable[[], bool] | None = None) -> int:
+        """The worker loop: pending events and due runs, until `stop()` (or one pass with `once`)."""
+        total = 0
+        while True:
+            n = self.process_pending() + self.run_due()
+            total += n
+            if once or (stop is not None and stop()):
+                return total
+            if n == 0:
+                time.sleep(idle)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _drain(self) -> None:
+        """Dispatch queued emitted events, first in first out, at the current instant."""
+        while self._queue:
+            item = self._queue.popleft()
+            if self.store.claim_event(item.event_id, self.owner, time.time(), time.time() + self.lease_seconds):
+                self._process(item)
+
+    def _process(self, event: _Queued) -> None:
+        """One event: exits first, then matching `wait for`s, then the rules it starts."""
+        self._refresh()
+        trigger, data = event.trigger, event.data
+        now = self.clock.now()
+        for run_id, clause in self._candidates("exit", trigger, data):
+            self._try_exit(run_id, clause, data, now)
+        for run_id, _ in self._candidates("wait", trigger, data):
+            self._try_resume(run_id, event, now)
+        filtered: dict[tuple[str, int], int] = defaultdict(int)
+        for loaded in self._active.get(trigger, ()):
+            if loaded.accepts(data):
+                self._start(loaded, event, now)
+            else:
+                filtered[(loaded.name, loaded.version)] += 1
+        self.store.finish_event(event.event_id, self.owner, filtered)
+
+    def _candidates(self, kind: str, trigger: str, data: dict[str, Any]) -> list[tuple[int, int]]:
+        fields = self.store.wait_fields(kind, trigger)
+        return self.store.wait_candidates(kind, trigger, {f: index_key(_field_path(data, f)) for f in fields})
+
+    def _try_exit(self, run_id: int, clause: int, data: dict[str, Any], now: dt.datetime) -> None:
+        run = self.store.get_run(run_id)
+        if run is None or run.status in ENDED:
+            return
+        loaded = self._load(run.rule, run.version)
+        if loaded is None or run.frame is None:
+            return
+        frame = vm.Frame.decode(run.frame)
+        if not vm.exit_matches(loaded.code, clause, frame.event, data, now=now):
+            return
+        at = format_datetime(now)
+        step = {"ordinal": 0, "at": at, "kind": "exit",
+                "data": _dumps({"trigger": loaded.code.exits[clause].trigger, "event": values.to_json(data)})}
+        if self.store.exit_run(run_id, at, [step]):
+            self._trace({"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": "exited"})
+
+    def _try_resume(self, run_id: int, event: _Queued, now: dt.datetime) -> None:
+        run = self.store.get_run(run_id)
+        if run is None or run.status != "waiting" or run.frame is None:
+            return
+        loaded = self._load(run.rule, run.version)
+        if loaded is None:
+            return
+        frame = vm.Frame.decode(run.frame)
+        if not vm.wait_matches(loaded.code, frame, event.data, now=now):
+            return
+        claimed = self.store.claim_run(run, self.owner, time.time(), time.time() + self.lease_seconds,
+                                       resume_event=event.event_id)
+        if claimed is not None:
+            self._activate(claimed, loaded, frame, event.data)
+
+    def _start(self, loaded: LoadedRule, event: _Queued, now: dt.datetime) -> None:
+        code = loaded.code
+        frame = vm.start_frame(code, event.data, event.depth)
+        run = self.store.create_run(loaded.name, loaded.version, event.event_id, frame.encode(), epoch(now),
+                                    event.depth, format_datetime(now), self.owner, time.time() + self.lease_seconds)
+        if run is None:  # an earlier, interrupted attempt at this event created it: run_due resumes it
+            return
+        exits = []
+        for index, clause in enumerate(code.exits):
+            pairs = vm.exit_correlation(code, index, event.data, now=now)
+            fld, value = (pairs[0][0], index_key(pairs[0][1])) if pairs else (None, None)
+            exits.append(("exit", index, clause.trigger, fld, value))
+        self.store.add_exit_waits(run, exits)
+        self._activate(run, loaded, frame, None)
+
+    def _resume_claimed(self, run: RunRow) -> None:
+        """Continue a run claimed by run_due: a timer came, or a crash interrupted it."""
+        loaded = self._load(run.rule, run.version)
+        if loaded is None or run.frame is None:
+            self._fail_unloadable(run, f"version {run.version} of rule '{run.rule}' is missing")
+            return
+        try:
+            frame = vm.Frame.decode(run.frame)
+        except BytecodeError as exc:
+            self._fail_unloadable(run, str(exc))
+            return
+        resume = None
+        if run.resume_event is not None:
+            row = self.store.event(run.resume_event)
+            if row is not None:
+                try:
+                    resume = validate_event(lookup_trigger(self._triggers, row["trigger"]), json.loads(row["data"]))
+                except (EventError, ValueError):
+                    resume = None
+        self._activate(run, loaded, frame, resume)
+
+    def _fail_unloadable(self, run: RunRow, error: str) -> None:
+        try:
+            self.store.commit_activation(run, status="failed", frame=run.frame, deadline=None, wait_trigger=None,
+                                         waits=[], steps=[], error=error, at=format_datetime(self.clock.now()),
+                                         emits=[])
+        except LeaseLost:
+            pass
+
+    def _activate(self, run: RunRow, loaded: LoadedRule, frame: vm.Frame, resume: Any) -> None:
+        """Run until the run waits, ends or fails; commit snapshot, waits, steps and emits at once."""
+        act = _Activation(run, loaded)
+        host = _RunHost(self, act)
+        try:
+            result = vm.run(loaded.code, frame, host, resume)
+        except vm.HostAbort:
+            return  # lease lost: whoever holds the run now continues it from its snapshot
+        except Exception as exc:  # a bug must not take the worker down: the run fails visibly
+            result = vm.Failed(f"internal error: {type(exc).__name__}: {exc}", 0, 0)
+        if act.lease_lost:
+            return
+        now = self.clock.now()
+        at = format_datetime(now)
+        deadline: float | None = None
+        wait_trigger: str | None = None
+        waits: list[tuple[str, int, str, str | None, str | None]] = []
+        error = None
+        if isinstance(result, vm.Suspended):
+            status = "waiting"
+            deadline = epoch(result.deadline) if result.deadline is not None else None
+            wait_trigger = result.wait_trigger
+            if wait_trigger is not None:
+                pair = result.correlation[0] if result.correlation else None
+                waits.append(("wait", 0, wait_trigger, pair[0] if pair else None,
+                              index_key(pair[1]) if pair else None))
+        elif isinstance(result, vm.Failed):
+            status = "failed"
+            error = result.error + (f" (line {result.line})" if result.line else "")
+            if not any(s["kind"] == "error" for s in act.steps):
+                host.on_step({"kind": "error", "error": error})
+            if run.depth < MAX_EMIT_DEPTH:
+                act.emits.append(("run.failed", {"rule": run.rule, "run_id": str(run.id), "error": error},
+                                  run.depth + 1, "system"))
+        else:
+            status = "completed"
+        emits = [(t, _dumps(values.to_json(d)), depth, origin) for t, d, depth, origin in act.emits]
+        try:
+            ids = self.store.commit_activation(
+                run, status=status, frame=frame.encode() if status == "waiting" else run.frame if status != "completed"
+                else None, deadline=deadline, wait_trigger=wait_trigger, waits=waits, steps=act.steps,
+                error=error, at=at, emits=emits)
+        except LeaseLost:
+            return
+        for event_id, (trigger, data, depth, _origin) in zip(ids, act.emits, strict=True):
+            self._queue.append(_Queued(event_id, trigger, data, depth))
+        record = {"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": status}
+        if error:
+            record["error"] = error
+        self._trace(record)
+
+    def _trace(self, record: dict[str, Any]) -> None:
+        if self.on_trace is not None:
+            self.on_trace(record)
+
+    # ------------------------------------------------------------------ actions
+
+    def _call_action(self, act: _Activation, name: str, args: dict[str, Any], step: int) -> Any:
+        """Journal the intent, call the action (with retries), journal the result."""
+        run = act.run
+        sig = self._actions.get(name)
+        now = self.clock.now()
+        at = format_datetime(now)
+        self._trace({"kind": "action", "at": at, "rule": run.rule, "run": run.id, "action": name,
+                     "args": values.to_json(args)})
+        previous = self.store.journal_get(run.id, step)
+        for row in previous:
+            if row["status"] == "done":  # replaying after a crash: the action already happened
+                act.ordinal += 1
+                return values.unpack(row["result"]) if row["result"] is not None else None
+        attempt = previous[-1]["attempt"] if previous and previous[-1]["status"] == "started" else len(previous) + 1
+        ordinal = act.ordinal
+        act.ordinal += 1
+        full = _with_defaults(sig, args)
+        while True:
+            key = f"{run.id}:{step}:{attempt}"
+            row = {"ordinal": ordinal, "attempt": attempt, "at": at, "action": name, "step": step,
+                   "idem_key": key, "args": _dumps(values.to_json(args))}
+            self.store.journal_intent(run, time.time() + self.lease_seconds, act.steps, row)
+            act.steps = []
+            outbox = None
+            try:
+                result, outbox = self._invoke(sig, name, full, key, at)
+                if sig is not None and sig.result is not None and result is not None:
+                    result = coerce_value(sig.result, result, f"result of {name}")
+            except Exception as exc:
+                error = str(exc) or type(exc).__name__
+                self.store.journal_result(run, key, "failed", None, error)
+                if isinstance(exc, ActionUnavailable) or attempt >= self.retry.attempts:
+                    if run.depth < MAX_EMIT_DEPTH:
+                        act.emits.append(("action.failed", {"rule": run.rule, "run_id": str(run.id),
+                                                            "action": name, "error": error},
+                                          run.depth + 1, "system"))
+                    raise RuntimeError(error) from None
+                if not self.dry_run:
+                    time.sleep(self.retry.delay(attempt))
+                attempt += 1
+                continue
+            self.store.journal_result(run, key, "done", values.pack(result), None, outbox)
+            return result
+
+    def _invoke(self, sig: ActionSig | None, name: str, args: dict[str, Any], key: str, at: str
+                ) -> tuple[Any, tuple[str, str, str] | None]:
+        host = self._host_actions.get(name)
+        if host is not None and host.impl is not None:
+            return _call_with_key(host.impl, args, key), None
+        if self.dry_run:
+            return None, None
+        if sig is not None and sig.impl is not None:
+            return _call_with_key(sig.impl, args, key), None
+        if sig is not None and sig.origin == "stdlib":
+            # No transport yet: stdlib messages go to the outbox table.
+            if name == "log":
+                return None, None
+            outbox = (name, _dumps(values.to_json(args)), at)
+            result = {"message_id": f"outbox:{key}"} if name in ("send_email", "send_message") else None
+            return result, outbox
+        raise ActionUnavailable(f"action '{name}' has no implementation here (register it with "
+                                "engine.action, or load it with --actions)")
+
+    # ------------------------------------------------------------------ reading runs
+
+    def runs(self, rule: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Runs with `id`, `rule`, `version`, `status`, `started_at`, `updated_at`, …"""
+        return [_run_view(r) for r in self.store.runs(rule, status)]
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        """One run with its `steps` (time, kind, and for actions the args, result and error)."""
+        found = self.store.runs(run_id=run_id)
+        if not found:
+            raise EngineError(f"no run {run_id}")
+        view = _run_view(found[0])
+        event = self.store.event(found[0]["event_id"]) if found[0]["event_id"] else None
+        view["event"] = {"id": event["id"], "trigger": event["trigger"], "data": json.loads(event["data"])} \
+            if event else None
+        view["steps"] = [_step_view(s) for s in self.store.steps(run_id)]
+        return view
+
+    def outbox(self) -> list[dict[str, Any]]:
+        return [dict(o, args=json.loads(o["args"])) for o in self.store.outbox()]
+
+    def events(self, status: str | None = None) -> list[dict[str, Any]]:
+        return self.store.events(status)
+
+    # ------------------------------------------------------------------ schedules
+
+    def fire_schedules(self, until: dt.datetime) -> int:
+        """Fire schedule rules (`when every …`, `cron`, `at`) whose slots are due up to `until`.
+
+        Hook for the schedules issue: schedule rules are stored and listed, but not fired yet.
+        """
+        return 0
+
+
+class _RunHost:
+    """The VM's Host for one activation: the clock, journaled actions, buffered emits and steps."""
+
+    def __init__(self, engine: Engine, act: _Activation):
+        self.engine = engine
+        self.act = act
+
+    def now(self) -> dt.datetime:
+        return self.engine.clock.now()
+
+    def call_action(self, name: str, args: dict[str, Any], step: int) -> Any:
+        try:
+            return self.engine._call_action(self.act, name, args, step)
+        except LeaseLost:
+            self.act.lease_lost = True
+            raise vm.HostAbort() from None
+
+    def emit(self, trigger: str, data: dict[str, Any], depth: int) -> None:
+        engine = self.engine
+        schema = engine._triggers.get(trigger)
+        typed = validate_event(schema, data) if schema is not None else data
+        run = self.act.run
+        engine._trace({"kind": "emit", "at": format_datetime(self.now()), "rule": run.rule, "run": run.id,
+                       "trigger": trigger, "data": values.to_json(typed)})
+        self.act.emits.append((trigger, typed, depth, "emit"))
+
+    def on_step(self, step: dict[str, Any]) -> None:
+        data = {k: v for k, v in step.items() if k != "kind"}
+        self.act.steps.append({"ordinal": self.act.ordinal, "at": format_datetime(self.now()),
+                               "kind": step.get("kind", "step"), "data": _dumps(values.to_json(data))})
+        self.act.ordinal += 1
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def compiled_hash(code: RuleCode) -> str:
+    """The identity of a rule's compiled form: its bytecode without the file path it came from."""
+    data = code.to_data()
+    data.pop("file", None)
+    return hashlib.sha256(values.pack(data)).hexdigest()
+
+
+def _filter_of(code: RuleCode) -> Callable[[dict[str, Any]], bool]:
+    if code.filter is None:
+        return lambda event: True
+    try:
+        from whenthen.runtime.fast import compile_filter
+
+        return compile_filter(code)
+    except Exception:  # the fast path is an optimisation; the VM gives the same answers
+        return lambda event: vm.eval_filter(code, event)
+
+
+def _with_defaults(sig: ActionSig | None, args: dict[str, Any]) -> dict[str, Any]:
+    if sig is None:
+        return dict(args)
+    full = {}
+    for p in sig.params:
+        if p.name in args:
+            full[p.name] = args[p.name]
+        elif p.has_default:
+            full[p.name] = p.default
+    for k, v in args.items():
+        full.setdefault(k, v)
+    return full
+
+
+def _call_with_key(fn: Callable[..., Any], args: dict[str, Any], key: str) -> Any:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    kwargs = dict(args)
+    if "idempotency_key" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs["idempotency_key"] = key
+    result = fn(**kwargs)
+    if hasattr(result, "model_dump"):  # a pydantic model
+        result = result.model_dump()
+    return result
+
+
+def _dumps(value: Any, lenient: bool = False) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        if not lenient:
+            raise
+        return json.dumps(repr(value))
+
+
+def _run_view(row: dict[str, Any]) -> dict[str, Any]:
+    view = {k: row[k] for k in ("id", "rule", "version", "status", "started_at", "updated_at")}
+    if row.get("status") == "waiting":
+        deadline = row.get("deadline")
+        view["waiting_until"] = format_datetime(dt.datetime.fromtimestamp(deadline, dt.UTC)) \
+            if deadline is not None else None
+        view["waiting_for"] = row.get("wait_trigger")
+    if row.get("error"):
+        view["error"] = row["error"]
+    return view
+
+
+def _step_view(row: dict[str, Any]) -> dict[str, Any]:
+    view: dict[str, Any] = {"at": row["at"], "kind": row["kind"]}
+    if row["kind"] == "action":
+        result = values.unpack(row["result"]) if row["result"] is not None else None
+        view.update(action=row["action"], args=json.loads(row["args"]) if row["args"] else {},
+                    result=values.to_json(result), error=row["error"], status=row["status"],
+                    attempt=row["attempt"], idempotency_key=row["idem_key"])
+    elif row["data"]:
+        view.update(json.loads(row["data"]))
+    return view
+
+
+def _uses_of(checked: Any) -> dict[str, list[tuple[str, str]]]:
+    """For each rule: (trigger, how) pairs — start, exit, await, emit — read from the checked AST."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for info in checked.rules:
+        pairs = [(info.trigger, "start")]
+        pairs += [(clause.trigger.name, "exit") for clause in info.rule.exits]
+        for node in ast.walk(info.rule.body):
+            if isinstance(node, ast.WaitFor):
+                pairs.append((node.trigger, "await"))
+            elif isinstance(node, ast.Emit):
+                pairs.append((node.trigger, "emit"))
+        found[info.name] = list(dict.fromkeys(pairs))
+    return found
+
+
+# ----------------------------------------------------------------------------- action declarations
+
+
+def action_to_data(sig: ActionSig) -> dict[str, Any]:
+    return {"params": [{"name": p.name, "type": type_to_data(p.type), "has_default": p.has_default,
+                        "default": values.to_json(p.default)} for p in sig.params],
+            "result": type_to_data(sig.result) if sig.result is not None else None}
+
+
+def action_from_data(name: str, data: dict[str, Any]) -> ActionSig:
+    params = tuple(ParamSig(p["name"], type_from_data(p["type"]), p["has_default"], p["default"])
+                   for p in data["params"])
+    result = type_from_data(data["result"]) if data.get("result") else None
+    return ActionSig(name, params, result, origin="program")
+
+
+def action_signature(fn: Callable[..., Any], name: str | None = None) -> ActionSig:
+    """An ActionSig from a Python function's annotations (`idempotency_key` is not a parameter)."""
+    from whenthen.runtime.events import python_type
+
+    try:
+        hints = inspect.get_annotations(fn, eval_str=True)
+    except Exception:
+        hints = getattr(fn, "__annotations__", {})
+    params = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.name == "idempotency_key" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        typ = python_type(hints.get(p.name, Any))
+        has_default = p.default is not inspect.Parameter.empty
+        params.append(ParamSig(p.name, typ, has_default, p.default if has_default else None))
+    result_hint = hints.get("return", None)
+    result: Type | None = None if result_hint in (None, type(None)) else python_type(result_hint)
+    return ActionSig(name or fn.__name__, tuple(params), result, origin="host", doc=inspect.getdoc(fn) or "",
+                     impl=fn)
+
+
+def load_actions_module(spec: str) -> list[Callable[..., Any]]:
+    """The public functions of a Python file (`actions.py`) or importable module (`pkg.actions`)."""
+    import importlib
+    import importlib.util
+
+    if spec.endswith(".py") or os.sep in spec or Path(spec).exists():
+        path = Path(spec)
+        if not path.exists():
+            raise EngineError(f"actions file not found: {spec}")
+        module_spec = importlib.util.spec_from_file_location(f"whenthen_actions_{path.stem}", path)
+        if module_spec is None or module_spec.loader is None:
+            raise EngineError(f"cannot load actions from {spec}")
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(spec)
+        except ImportError as exc:
+            raise EngineError(f"cannot import actions module {spec!r}: {exc}") from None
+    exported = getattr(module, "ACTIONS", None)
+    if exported is not None:
+        return list(exported.values()) if isinstance(exported, dict) else list(exported)
+    return [obj for name, obj in vars(module).items()
+            if inspect.isfunction(obj) and not name.startswith("_") and obj.__module__ == module.__name__]

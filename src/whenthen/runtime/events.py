@@ -1,0 +1,298 @@
+"""Validate and coerce an event payload against its trigger's schema; errors name trigger, field, reason.
+
+Accepts JSON values (ISO strings for datetimes and dates, numbers of seconds for durations) and
+already-typed runtime values (what a rule's `emit` produces). Unknown fields are rejected, so a
+misspelt optional field is an error instead of a silent null.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import math
+import re
+from typing import Any
+
+from whenthen.compiler.decls import TriggerSchema
+from whenthen.compiler.types import Type
+from whenthen.diagnostics import EventError
+
+MAX_PAYLOAD_BYTES = 1_000_000  # an event's JSON text; beyond this it is rejected, not stored
+MAX_DEPTH = 32  # nesting of lists and objects
+
+_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_UNITS = (604800, 86400, 3600, 60, 1)
+
+
+class _FieldError(Exception):
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+
+
+def validate_event(schema: TriggerSchema, data: Any) -> dict[str, Any]:
+    """The payload as runtime values (absent optional fields become None), or EventError."""
+    if not isinstance(data, dict):
+        raise EventError(f"{schema.name}: the payload must be a JSON object, not {_kind(data)}",
+                         trigger=schema.name)
+    try:
+        return _object(schema.type, data, "", 0)
+    except _FieldError as exc:
+        raise EventError(f"{schema.name}: field '{exc.path}': {exc.reason}",
+                         trigger=schema.name, field=exc.path) from None
+
+
+def parse_payload(text: str | bytes, trigger: str | None = None) -> Any:
+    """Parse an event's JSON text, refusing oversized or malformed input with EventError."""
+    if len(text) > MAX_PAYLOAD_BYTES:
+        raise EventError(f"{trigger + ': ' if trigger else ''}payload too large "
+                         f"({len(text)} bytes; the limit is {MAX_PAYLOAD_BYTES})", trigger=trigger)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise EventError(f"{trigger + ': ' if trigger else ''}invalid JSON: {exc}", trigger=trigger) from None
+
+
+def lookup_trigger(triggers: dict[str, TriggerSchema], name: Any) -> TriggerSchema:
+    """The schema of trigger `name`, or EventError (with a suggestion when one is close)."""
+    if not isinstance(name, str) or not name:
+        raise EventError("the event has no trigger name")
+    found = triggers.get(name)
+    if found is None:
+        close = difflib.get_close_matches(name, list(triggers), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise EventError(f"unknown trigger '{name}'{hint}", trigger=name)
+    return found
+
+
+def _object(typ: Type, data: dict, prefix: str, depth: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    declared = {name for name, _ in typ.fields}
+    for key in data:
+        if key not in declared:
+            close = difflib.get_close_matches(str(key), list(declared), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise _FieldError(prefix + str(key), f"unknown field{hint}")
+    for name, ftype in typ.fields:
+        path = prefix + name
+        if name not in data or data[name] is None:
+            if not ftype.optional:
+                raise _FieldError(path, f"missing required field of type {ftype}"
+                                  if name not in data else f"null is not a {ftype}")
+            out[name] = None
+            continue
+        out[name] = _value(ftype, data[name], path, depth + 1)
+    return out
+
+
+def _value(typ: Type, value: Any, path: str, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise _FieldError(path, f"nested more than {MAX_DEPTH} levels deep")
+    if value is None:
+        if typ.optional or typ.kind in ("json", "any"):
+            return None
+        raise _FieldError(path, f"null is not a {typ}")
+    kind = typ.kind
+    if kind in ("json", "any"):
+        return _json(value, path, depth)
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+    elif kind == "enum":
+        if isinstance(value, str):
+            if value in typ.values:
+                return value
+            allowed = ", ".join(f"'{v}'" for v in typ.values)
+            raise _FieldError(path, f"'{value}' is not one of {allowed}")
+    elif kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _FieldError(path, "not a finite number")
+            return value
+    elif kind == "bool":
+        if isinstance(value, bool):
+            return value
+    elif kind == "datetime":
+        return _datetime(value, path)
+    elif kind == "date":
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                raise _FieldError(path, f"'{value}' is not an ISO date (YYYY-MM-DD)") from None
+    elif kind == "duration":
+        return _duration(value, path)
+    elif kind == "list":
+        if isinstance(value, (list, tuple)):
+            item = typ.item or Type("json")
+            return [_value(item, v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    elif kind == "object":
+        if isinstance(value, dict):
+            return _object(typ, value, path + ".", depth)
+    raise _FieldError(path, f"expected {typ.base}, got {_kind(value)}")
+
+
+def _datetime(value: Any, path: str) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise _FieldError(path, f"'{value}' is not an ISO 8601 datetime") from None
+        if len(value) <= 10:  # a bare date is not a datetime
+            raise _FieldError(path, f"'{value}' is a date, not a datetime")
+    else:
+        raise _FieldError(path, f"expected datetime, got {_kind(value)}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def _duration(value: Any, path: str) -> dt.timedelta:
+    if isinstance(value, dt.timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return dt.timedelta(seconds=value)
+    if isinstance(value, str) and value:
+        match = _DURATION.match(value)
+        if match and any(match.groups()):
+            return dt.timedelta(seconds=sum(int(g or 0) * u for g, u in zip(match.groups(), _UNITS, strict=False)))
+        raise _FieldError(path, f"'{value}' is not a duration (seconds, or like '1h30m')")
+    raise _FieldError(path, f"expected duration (seconds), got {_kind(value)}")
+
+
+def _json(value: Any, path: str, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise _FieldError(path, f"nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, dict):
+        return {str(k): _json(v, path, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v, path, depth + 1) for v in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise _FieldError(path, f"{_kind(value)} is not a JSON value")
+
+
+def _kind(value: Any) -> str:
+    """A value's kind in JSON words, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"number {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string {json.dumps(shown)}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def coerce_value(typ: Type, value: Any, what: str) -> Any:
+    """One value (an action's result) against a declared type; EventError naming `what`."""
+    if value is None and (typ.optional or typ.kind in ("json", "any")):
+        return None
+    try:
+        if hasattr(value, "model_dump"):
+            value = value.model_dump()
+        return _value(typ, value, "", 0)
+    except _FieldError as exc:
+        where = f" at '{exc.path}'" if exc.path else ""
+        raise EventError(f"{what}{where}: {exc.reason}") from None
+
+
+def parse_event_line(line: str) -> tuple[str, dt.datetime | None, Any]:
+    """One line of an events file: `{"trigger": …, "at": …?, "data": {…}}` → (trigger, at, data)."""
+    record = parse_payload(line)
+    if not isinstance(record, dict):
+        raise EventError(f"an event line must be a JSON object, not {_kind(record)}")
+    trigger = record.get("trigger")
+    if not isinstance(trigger, str) or not trigger:
+        raise EventError("the event has no \"trigger\" (a trigger name like \"guest.added\")")
+    unknown = sorted(set(record) - {"trigger", "at", "data"})
+    if unknown:
+        raise EventError(f"{trigger}: unknown key '{unknown[0]}' in the event line (expected trigger, at, data)",
+                         trigger=trigger)
+    at = None
+    if record.get("at") is not None:
+        try:
+            at = _datetime(record["at"], "at")
+        except _FieldError as exc:
+            raise EventError(f"{trigger}: 'at': {exc.reason}", trigger=trigger, field="at") from None
+    return trigger, at, record.get("data", {})
+
+
+# ----------------------------------------------------------------------------- types as data
+
+
+def type_to_data(typ: Type) -> dict[str, Any]:
+    """A Type as JSON-ready data (how trigger and action declarations are stored)."""
+    data: dict[str, Any] = {"kind": typ.kind}
+    if typ.optional:
+        data["optional"] = True
+    if typ.item is not None:
+        data["item"] = type_to_data(typ.item)
+    if typ.values:
+        data["values"] = list(typ.values)
+    if typ.fields:
+        data["fields"] = [[name, type_to_data(t)] for name, t in typ.fields]
+    return data
+
+
+def type_from_data(data: dict[str, Any]) -> Type:
+    return Type(
+        data["kind"],
+        item=type_from_data(data["item"]) if data.get("item") else None,
+        values=tuple(data.get("values", ())),
+        fields=tuple((name, type_from_data(t)) for name, t in data.get("fields", ())),
+        optional=bool(data.get("optional", False)),
+    )
+
+
+def python_type(hint: Any) -> Type:
+    """The whenthen type of a Python annotation (str, int, datetime, list[T], T | None,
+    Literal['a', 'b'], dict/Any → json, a pydantic model or TypedDict → object)."""
+    import types
+    import typing
+
+    if hint is Any or hint is None or hint is inspect_empty:
+        return Type("json", optional=hint is None)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        base = python_type(inner[0]) if len(inner) == 1 else Type("json")
+        return base.as_optional(len(inner) < len(args))
+    if origin is typing.Literal:
+        return Type("enum", values=tuple(str(a) for a in args))
+    if origin in (list, tuple, set, frozenset):
+        return Type("list", item=python_type(args[0]) if args else Type("json"))
+    if origin is dict or hint is dict:
+        return Type("json")
+    simple = {str: "str", int: "int", float: "float", bool: "bool", dt.datetime: "datetime", dt.date: "date",
+              dt.timedelta: "duration"}
+    if hint in simple:
+        return Type(simple[hint])
+    fields = getattr(hint, "model_fields", None)  # pydantic v2
+    if isinstance(fields, dict):
+        return Type("object", fields=tuple((n, python_type(f.annotation)) for n, f in fields.items()))
+    annotations = getattr(hint, "__annotations__", None)
+    if isinstance(hint, type) and issubclass(hint, dict) and annotations:  # TypedDict
+        return Type("object", fields=tuple((n, python_type(t)) for n, t in annotations.items()))
+    return Type("json")
+
+
+inspect_empty = object()

@@ -1,0 +1,501 @@
+"""The engine's SQLite store (through sqlite-utils, WAL): rules, versions, events, runs, journal, indexes.
+
+Every write that advances a run is fenced: it names the run's `fence` counter read when the run
+was claimed, and fails with `LeaseLost` when another worker has claimed the run since. Times
+shown to people are ISO 8601 text; deadlines and leases are epoch seconds, so they sort and
+compare in SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from whenthen.diagnostics import WhenthenError
+
+SCHEMA_VERSION = 1
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS rules (
+  name TEXT PRIMARY KEY, state TEXT NOT NULL, version INTEGER NOT NULL, trigger TEXT NOT NULL,
+  created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (
+  rule TEXT NOT NULL, version INTEGER NOT NULL, source TEXT NOT NULL, bytecode BLOB NOT NULL,
+  hash TEXT NOT NULL, author TEXT, created_at TEXT NOT NULL, trigger TEXT NOT NULL,
+  PRIMARY KEY (rule, version));
+CREATE TABLE IF NOT EXISTS uses (
+  rule TEXT NOT NULL, version INTEGER NOT NULL, trigger TEXT NOT NULL, how TEXT NOT NULL,
+  PRIMARY KEY (rule, version, trigger, how));
+CREATE TABLE IF NOT EXISTS decls (kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
+  PRIMARY KEY (kind, name));
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY, trigger TEXT, data TEXT, at TEXT NOT NULL, status TEXT NOT NULL,
+  error TEXT, depth INTEGER NOT NULL DEFAULT 0, origin TEXT NOT NULL DEFAULT 'external',
+  parent_run INTEGER, lease_owner TEXT, lease_expires REAL);
+CREATE INDEX IF NOT EXISTS events_pending ON events (status) WHERE status IN ('pending', 'processing');
+CREATE TABLE IF NOT EXISTS runs (
+  id INTEGER PRIMARY KEY, rule TEXT NOT NULL, version INTEGER NOT NULL, event_id INTEGER,
+  status TEXT NOT NULL, frame BLOB, deadline REAL, wait_trigger TEXT, resume_event INTEGER,
+  depth INTEGER NOT NULL DEFAULT 0, started_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+  error TEXT, lease_owner TEXT, lease_expires REAL, fence INTEGER NOT NULL DEFAULT 0,
+  activation INTEGER NOT NULL DEFAULT 0, UNIQUE (event_id, rule));
+CREATE INDEX IF NOT EXISTS runs_due ON runs (deadline, id) WHERE status IN ('running', 'waiting');
+CREATE INDEX IF NOT EXISTS runs_rule ON runs (rule, status);
+CREATE TABLE IF NOT EXISTS steps (
+  run_id INTEGER NOT NULL, activation INTEGER NOT NULL, ordinal INTEGER NOT NULL,
+  attempt INTEGER NOT NULL DEFAULT 0, at TEXT NOT NULL, kind TEXT NOT NULL, action TEXT,
+  step INTEGER, idem_key TEXT UNIQUE, status TEXT, args TEXT, result BLOB, error TEXT, data TEXT,
+  PRIMARY KEY (run_id, activation, ordinal, attempt));
+CREATE INDEX IF NOT EXISTS steps_action ON steps (run_id, step) WHERE step IS NOT NULL;
+CREATE TABLE IF NOT EXISTS waits (
+  run_id INTEGER NOT NULL, kind TEXT NOT NULL, clause INTEGER NOT NULL, trigger TEXT NOT NULL,
+  field TEXT, value TEXT);
+CREATE INDEX IF NOT EXISTS waits_lookup ON waits (trigger, kind, field, value);
+CREATE INDEX IF NOT EXISTS waits_run ON waits (run_id);
+CREATE TABLE IF NOT EXISTS wait_fields (trigger TEXT NOT NULL, kind TEXT NOT NULL, field TEXT NOT NULL,
+  PRIMARY KEY (trigger, kind, field));
+CREATE TABLE IF NOT EXISTS counters (rule TEXT NOT NULL, version INTEGER NOT NULL,
+  filtered INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rule, version));
+CREATE TABLE IF NOT EXISTS outbox (
+  id INTEGER PRIMARY KEY, run_id INTEGER, action TEXT NOT NULL, args TEXT NOT NULL,
+  idem_key TEXT UNIQUE, created_at TEXT NOT NULL);
+"""
+
+
+class StoreError(WhenthenError):
+    """The database cannot be opened or is not a whenthen database."""
+
+
+class LeaseLost(WhenthenError):
+    """Another worker claimed this run (or event) since we did: stop advancing it."""
+
+
+@dataclass
+class RunRow:
+    id: int
+    rule: str
+    version: int
+    event_id: int | None
+    status: str
+    frame: bytes | None
+    deadline: float | None
+    resume_event: int | None
+    depth: int
+    fence: int
+    activation: int
+
+
+_RUN_COLS = "id, rule, version, event_id, status, frame, deadline, resume_event, depth, fence, activation"
+
+
+class Store:
+    """One SQLite database. Not shared between threads; each process opens its own."""
+
+    def __init__(self, path: str = ":memory:"):
+        self.path = path
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=60.0, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 60000")
+            if path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            self.db = sqlite_utils.Database(conn)
+            self.conn = conn
+            self.conn.executescript(_TABLES)
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open database {path!r}: {exc}") from None
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT (rollback on error); nested calls join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self.conn
+                finally:
+                    self._depth -= 1
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self.conn
+            except BaseException:
+                self._depth = 0
+                self.conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    # ------------------------------------------------------------------ rules and versions
+
+    def generation(self) -> int:
+        """A counter bumped by every change to rules, versions or declarations."""
+        return int(self.conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
+    def bump_generation(self) -> None:
+        self.conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+    def rule(self, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT name, state, version, trigger, created_at FROM rules WHERE name = ?", (name,)
+        ).fetchone()
+        return dict(zip(("name", "state", "version", "trigger", "created_at"), row, strict=False)) if row else None
+
+    def rules(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT name, state, version, trigger, created_at FROM rules ORDER BY name")
+        return [dict(zip(("name", "state", "version", "trigger", "created_at"), r, strict=False)) for r in rows]
+
+    def run_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for rule, status, n in self.conn.execute("SELECT rule, status, count(*) FROM runs GROUP BY rule, status"):
+            counts.setdefault(rule, {})[status] = n
+        return counts
+
+    def filtered_counts(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT rule, sum(filtered) FROM counters GROUP BY rule")
+        return {rule: int(n) for rule, n in rows}
+
+    def version(self, rule: str, version: int) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT rule, version, source, bytecode, hash, author, created_at, trigger FROM versions "
+            "WHERE rule = ? AND version = ?", (rule, version)).fetchone()
+        keys = ("rule", "version", "source", "bytecode", "hash", "author", "created_at", "trigger")
+        return dict(zip(keys, row, strict=False)) if row else None
+
+    def versions(self, rule: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT version, hash, author, created_at, trigger FROM versions WHERE rule = ? ORDER BY version",
+            (rule,))
+        return [dict(zip(("version", "hash", "author", "created_at", "trigger"), r, strict=False)) for r in rows]
+
+    def add_version(self, rule: str, source: str, bytecode: bytes, hash_: str, author: str | None,
+                    at: str, trigger: str, state_if_new: str) -> int:
+        """Append a version and make it current; create the rule (in `state_if_new`) if new."""
+        with self.transaction() as c:
+            row = c.execute("SELECT max(version) FROM versions WHERE rule = ?", (rule,)).fetchone()
+            number = (row[0] or 0) + 1
+            c.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (rule, number, source, bytecode, hash_, author, at, trigger))
+            c.execute(
+                "INSERT INTO rules (name, state, version, trigger, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET version = excluded.version, trigger = excluded.trigger",
+                (rule, state_if_new, number, trigger, at))
+            self.bump_generation()
+        return number
+
+    def set_state(self, rule: str, state: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE rules SET state = ? WHERE name = ?", (state, rule))
+            self.bump_generation()
+
+    def active_versions(self) -> list[tuple[str, int, str, bytes]]:
+        """(rule, version, trigger, bytecode) of every active rule's current version."""
+        return self.conn.execute(
+            "SELECT r.name, r.version, r.trigger, v.bytecode FROM rules r JOIN versions v "
+            "ON v.rule = r.name AND v.version = r.version WHERE r.state = 'active' ORDER BY r.name"
+        ).fetchall()
+
+    def save_uses(self, rule: str, version: int, uses: list[tuple[str, str]]) -> None:
+        with self.transaction() as c:
+            c.executemany("INSERT OR IGNORE INTO uses VALUES (?, ?, ?, ?)",
+                          [(rule, version, trigger, how) for trigger, how in uses])
+
+    def uses(self, trigger: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT u.rule, u.version, u.how, r.state FROM uses u JOIN rules r "
+            "ON r.name = u.rule AND r.version = u.version WHERE u.trigger = ? ORDER BY u.how, u.rule",
+            (trigger,))
+        return [dict(zip(("rule", "version", "how", "state"), r, strict=False)) for r in rows]
+
+    def save_decl(self, kind: str, name: str, body: Any) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO decls VALUES (?, ?, ?)", (kind, name, json.dumps(body)))
+            self.bump_generation()
+
+    def decls(self, kind: str) -> dict[str, Any]:
+        rows = self.conn.execute("SELECT name, body FROM decls WHERE kind = ?", (kind,))
+        return {name: json.loads(body) for name, body in rows}
+
+    # ------------------------------------------------------------------ events
+
+    def insert_event(self, trigger: str | None, data: str, at: str, status: str, *, error: str | None = None,
+                     depth: int = 0, origin: str = "external", parent_run: int | None = None,
+                     owner: str | None = None, lease_expires: float | None = None) -> int:
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO events (trigger, data, at, status, error, depth, origin, parent_run, lease_owner, "
+                "lease_expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (trigger, data, at, status, error, depth, origin, parent_run, owner, lease_expires))
+            return int(cur.lastrowid)
+
+    def claimable_events(self, wall_now: float, limit: int = 100) -> list[tuple[int, str, str, str, int]]:
+        """(id, trigger, data, at, depth) of pending events, or processing ones whose lease expired."""
+        return self.conn.execute(
+            "SELECT id, trigger, data, at, depth FROM events WHERE status = 'pending' OR "
+            "(status = 'processing' AND (lease_expires IS NULL OR lease_expires < ?)) ORDER BY id LIMIT ?",
+            (wall_now, limit)).fetchall()
+
+    def claim_event(self, event_id: int, owner: str, wall_now: float, lease_expires: float) -> bool:
+        with self.transaction() as c:
+            cur = c.execute(
+                "UPDATE events SET status = 'processing', lease_owner = ?, lease_expires = ? WHERE id = ? AND "
+                "(status = 'pending' OR (status = 'processing' AND (lease_expires IS NULL OR lease_expires < ?)))",
+                (owner, lease_expires, event_id, wall_now))
+            return cur.rowcount == 1
+
+    def finish_event(self, event_id: int, owner: str, filtered: dict[tuple[str, int], int]) -> bool:
+        """Mark an event processed and add its filtered counts, once (fenced by the event's lease)."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "UPDATE events SET status = 'processed', lease_owner = NULL, lease_expires = NULL "
+                "WHERE id = ? AND status = 'processing' AND lease_owner = ?", (event_id, owner))
+            if cur.rowcount != 1:
+                return False
+            c.executemany(
+                "INSERT INTO counters (rule, version, filtered) VALUES (?, ?, ?) ON CONFLICT (rule, version) "
+                "DO UPDATE SET filtered = filtered + excluded.filtered",
+                [(rule, version, n) for (rule, version), n in filtered.items()])
+            return True
+
+    def event(self, event_id: int) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT id, trigger, data, at, status, error, depth, origin FROM events WHERE id = ?",
+            (event_id,)).fetchone()
+        keys = ("id", "trigger", "data", "at", "status", "error", "depth", "origin")
+        return dict(zip(keys, row, strict=False)) if row else None
+
+    def events(self, status: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, trigger, data, at, status, error, depth, origin FROM events"
+        rows = self.conn.execute(sql + (" WHERE status = ? ORDER BY id" if status else " ORDER BY id"),
+                                 (status,) if status else ())
+        keys = ("id", "trigger", "data", "at", "status", "error", "depth", "origin")
+        return [dict(zip(keys, r, strict=False)) for r in rows]
+
+    # ------------------------------------------------------------------ runs
+
+    def get_run(self, run_id: int) -> RunRow | None:
+        row = self.conn.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return RunRow(*row) if row else None
+
+    def create_run(self, rule: str, version: int, event_id: int | None, frame: bytes, deadline: float,
+                   depth: int, at: str, owner: str, lease_expires: float) -> RunRow | None:
+        """A new run, claimed by `owner`, due now; None if this event already started this rule."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO runs (rule, version, event_id, status, frame, deadline, depth, started_at, "
+                "updated_at, lease_owner, lease_expires, fence) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, 1)",
+                (rule, version, event_id, frame, deadline, depth, at, at, owner, lease_expires))
+            if cur.rowcount != 1:
+                return None
+            return RunRow(int(cur.lastrowid), rule, version, event_id, "running", frame, deadline, None,
+                          depth, 1, 0)
+
+    def due_runs(self, now: float, wall_now: float, limit: int = 200) -> list[RunRow]:
+        """Runs whose deadline has come (by deadline, then creation) and that nobody holds."""
+        rows = self.conn.execute(
+            f"SELECT {_RUN_COLS} FROM runs WHERE status IN ('running', 'waiting') AND deadline <= ? "
+            "AND (lease_owner IS NULL OR lease_expires < ?) ORDER BY deadline, id LIMIT ?",
+            (now, wall_now, limit)).fetchall()
+        return [RunRow(*r) for r in rows]
+
+    def next_deadline(self) -> float | None:
+        row = self.conn.execute(
+            "SELECT min(deadline) FROM runs WHERE status IN ('running', 'waiting')").fetchone()
+        return row[0]
+
+    def claim_run(self, run: RunRow, owner: str, wall_now: float, lease_expires: float,
+                  resume_event: int | None = None) -> RunRow | None:
+        """Take a run if it is still as read (same fence) and free; returns it with its new fence.
+
+        With `resume_event`, the run is being resumed by that event: its wait registrations go in
+        the same transaction, so no other event can match them again.
+        """
+        with self.transaction() as c:
+            cur = c.execute(
+                "UPDATE runs SET fence = fence + 1, lease_owner = ?, lease_expires = ?, status = 'running', "
+                "resume_event = coalesce(?, resume_event) WHERE id = ? AND fence = ? "
+                "AND status IN ('running', 'waiting') AND (lease_owner IS NULL OR lease_expires < ? OR lease_owner = ?)",
+                (owner, lease_expires, resume_event, run.id, run.fence, wall_now, owner))
+            if cur.rowcount != 1:
+                return None
+            if resume_event is not None:
+                c.execute("DELETE FROM waits WHERE run_id = ? AND kind = 'wait'", (run.id,))
+                c.execute("UPDATE runs SET deadline = 0 WHERE id = ?", (run.id,))
+            row = c.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run.id,)).fetchone()
+            return RunRow(*row)
+
+    def check_fence(self, c: sqlite3.Connection, run_id: int, fence: int) -> None:
+        row = c.execute("SELECT fence FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or row[0] != fence:
+            raise LeaseLost(f"run {run_id} was taken over by another worker")
+
+    def extend_lease(self, c: sqlite3.Connection, run_id: int, lease_expires: float) -> None:
+        c.execute("UPDATE runs SET lease_expires = ? WHERE id = ?", (lease_expires, run_id))
+
+    def commit_activation(self, run: RunRow, *, status: str, frame: bytes | None, deadline: float | None,
+                          wait_trigger: str | None, waits: list[tuple[str, int, str, str | None, str | None]],
+                          steps: list[dict[str, Any]], error: str | None, at: str,
+                          emits: list[tuple[str, str, int, str]]) -> list[int]:
+        """Snapshot, wait registration, deadline, trace steps and emitted events, in one transaction.
+
+        `waits` are (kind, clause, trigger, field, value) rows to add; a finished run loses all its
+        rows. `emits` are (trigger, data JSON, depth, origin) queued as events owned by nobody yet;
+        returns their ids. Raises LeaseLost (and writes nothing) if the run was taken over.
+        """
+        with self.transaction() as c:
+            self.check_fence(c, run.id, run.fence)
+            self._insert_steps(c, run, steps)
+            c.execute(
+                "UPDATE runs SET status = ?, frame = ?, deadline = ?, wait_trigger = ?, resume_event = NULL, "
+                "error = ?, updated_at = ?, lease_owner = NULL, lease_expires = NULL, activation = activation + 1 "
+                "WHERE id = ?", (status, frame, deadline, wait_trigger, error, at, run.id))
+            if status in ("completed", "failed", "exited"):
+                c.execute("DELETE FROM waits WHERE run_id = ?", (run.id,))
+            else:
+                c.execute("DELETE FROM waits WHERE run_id = ? AND kind = 'wait'", (run.id,))
+            self._insert_waits(c, run.id, waits)
+            ids = []
+            for trigger, data, depth, origin in emits:
+                cur = c.execute(
+                    "INSERT INTO events (trigger, data, at, status, depth, origin, parent_run) "
+                    "VALUES (?, ?, ?, 'pending', ?, ?, ?)", (trigger, data, at, depth, origin, run.id))
+                ids.append(int(cur.lastrowid))
+            return ids
+
+    def add_exit_waits(self, run: RunRow, waits: list[tuple[str, int, str, str | None, str | None]]) -> None:
+        with self.transaction() as c:
+            self._insert_waits(c, run.id, waits)
+
+    def _insert_waits(self, c: sqlite3.Connection, run_id: int,
+                      waits: list[tuple[str, int, str, str | None, str | None]]) -> None:
+        if not waits:
+            return
+        c.executemany("INSERT INTO waits VALUES (?, ?, ?, ?, ?, ?)", [(run_id, *w) for w in waits])
+        c.executemany("INSERT OR IGNORE INTO wait_fields VALUES (?, ?, ?)",
+                      [(trigger, kind, fld) for kind, _, trigger, fld, _ in waits if fld is not None])
+
+    def _insert_steps(self, c: sqlite3.Connection, run: RunRow, steps: list[dict[str, Any]]) -> None:
+        if steps:
+            c.executemany(
+                "INSERT OR IGNORE INTO steps (run_id, activation, ordinal, attempt, at, kind, data) "
+                "VALUES (?, ?, ?, 0, ?, ?, ?)",
+                [(run.id, run.activation, s["ordinal"], s["at"], s["kind"], s["data"]) for s in steps])
+
+    def exit_run(self, run_id: int, at: str, steps: list[dict[str, Any]]) -> bool:
+        """End a waiting or running run with status `exited` (its holder, if any, loses its lease)."""
+        with self.transaction() as c:
+            run = self.get_run(run_id)
+            if run is None or run.status not in ("running", "waiting"):
+                return False
+            self._insert_steps(c, run, steps)
+            c.execute(
+                "UPDATE runs SET status = 'exited', fence = fence + 1, lease_owner = NULL, lease_expires = NULL, "
+                "deadline = NULL, updated_at = ?, activation = activation + 1 WHERE id = ?", (at, run_id))
+            c.execute("DELETE FROM waits WHERE run_id = ?", (run_id,))
+            return True
+
+    def wait_candidates(self, kind: str, trigger: str, field_value: dict[str, str | None]) -> list[tuple[int, int]]:
+        """(run_id, clause) of registrations on `trigger` whose correlation matches the event:
+        rows without a correlation field, and rows whose (field, value) equals the event's."""
+        found = self.conn.execute(
+            "SELECT run_id, clause FROM waits WHERE trigger = ? AND kind = ? AND field IS NULL",
+            (trigger, kind)).fetchall()
+        for fld, value in field_value.items():
+            found += self.conn.execute(
+                "SELECT run_id, clause FROM waits WHERE trigger = ? AND kind = ? AND field = ? AND value = ?",
+                (trigger, kind, fld, value)).fetchall()
+        found.sort()
+        return found
+
+    def wait_fields(self, kind: str, trigger: str) -> list[str]:
+        rows = self.conn.execute("SELECT field FROM wait_fields WHERE trigger = ? AND kind = ?", (trigger, kind))
+        return [r[0] for r in rows]
+
+    def runs(self, rule: str | None = None, status: str | None = None, limit: int | None = None,
+             run_id: int | None = None) -> list[dict]:
+        sql = ("SELECT id, rule, version, status, started_at, updated_at, event_id, error, deadline, "
+               "wait_trigger, depth FROM runs")
+        where, params = [], []
+        if run_id is not None:
+            where.append("id = ?")
+            params.append(run_id)
+        if rule is not None:
+            where.append("rule = ?")
+            params.append(rule)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        keys = ("id", "rule", "version", "status", "started_at", "updated_at", "event_id", "error",
+                "deadline", "wait_trigger", "depth")
+        return [dict(zip(keys, r, strict=False)) for r in self.conn.execute(sql, params)]
+
+    # ------------------------------------------------------------------ the action journal
+
+    def journal_get(self, run_id: int, step: int) -> list[dict[str, Any]]:
+        """The journal rows of one action step (one per attempt), oldest first."""
+        rows = self.conn.execute(
+            "SELECT attempt, status, result, error, idem_key FROM steps WHERE run_id = ? AND step = ? "
+            "ORDER BY attempt", (run_id, step))
+        return [dict(zip(("attempt", "status", "result", "error", "idem_key"), r, strict=False)) for r in rows]
+
+    def journal_intent(self, run: RunRow, lease_expires: float, pending_steps: list[dict[str, Any]],
+                       row: dict[str, Any]) -> None:
+        """Record that an action is about to be called (after the trace steps that preceded it)."""
+        with self.transaction() as c:
+            self.check_fence(c, run.id, run.fence)
+            self.extend_lease(c, run.id, lease_expires)
+            self._insert_steps(c, run, pending_steps)
+            c.execute(
+                "INSERT OR IGNORE INTO steps (run_id, activation, ordinal, attempt, at, kind, action, step, "
+                "idem_key, status, args) VALUES (?, ?, ?, ?, ?, 'action', ?, ?, ?, 'started', ?)",
+                (run.id, run.activation, row["ordinal"], row["attempt"], row["at"], row["action"], row["step"],
+                 row["idem_key"], row["args"]))
+
+    def journal_result(self, run: RunRow, idem_key: str, status: str, result: bytes | None,
+                       error: str | None, outbox: tuple[str, str, str] | None = None) -> None:
+        """Record an attempt's outcome (`done` with its result, or `failed` with the error)."""
+        with self.transaction() as c:
+            self.check_fence(c, run.id, run.fence)
+            c.execute("UPDATE steps SET status = ?, result = ?, error = ? WHERE idem_key = ?",
+                      (status, result, error, idem_key))
+            if outbox is not None:
+                action, args, at = outbox
+                c.execute("INSERT OR IGNORE INTO outbox (run_id, action, args, idem_key, created_at) "
+                          "VALUES (?, ?, ?, ?, ?)", (run.id, action, args, idem_key, at))
+
+    def steps(self, run_id: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT at, kind, action, step, attempt, idem_key, status, args, result, error, data FROM steps "
+            "WHERE run_id = ? ORDER BY activation, ordinal, attempt", (run_id,))
+        keys = ("at", "kind", "action", "step", "attempt", "idem_key", "status", "args", "result", "error", "data")
+        return [dict(zip(keys, r, strict=False)) for r in rows]
+
+    def outbox(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT id, run_id, action, args, idem_key, created_at FROM outbox ORDER BY id")
+        return [dict(zip(("id", "run_id", "action", "args", "idem_key", "created_at"), r, strict=False)) for r in rows]
