@@ -4,6 +4,9 @@ the pygments lexer and the completer."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -47,7 +50,7 @@ rule "VIP welcome"
 when guest.added
 where category = 'VIP'
 then
-  send_email(to: email, subject: "Welcome {first_name}!")
+  log(message: "Welcome {first_name}!")
   wait 24h
   set_status(guest_id: id, status: 'welcomed')
 end
@@ -228,3 +231,129 @@ def test_history_file_is_used_and_can_be_disabled(tmp_path: Path, monkeypatch, s
     assert "1 + 1" in path.read_text()
     monkeypatch.setenv(HISTORY_ENV, "")
     assert isinstance(make_history(), InMemoryHistory)
+
+
+# ----------------------------------------------------------------------------- scripted, over a real pipe
+
+
+def repl(paths: list[str], script: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WHENTHEN_HISTORY": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "whenthen", "--now", "2026-11-23T09:00:00Z", "repl", *paths],
+        input=script, capture_output=True, text=True, env=env, timeout=60, cwd=cwd,
+    )
+
+
+def test_script_evaluates_expressions_and_breaks_down_conditions(program: list[str]) -> None:
+    done = repl(program, f"""
+:trigger guest.added
+:event {JANE}
+first_name
+category = 'VIP' and first_name = 'John'
+age > 18
+address.city
+""")
+    assert done.stderr == ""
+    assert done.returncode == 0
+    assert done.stdout == (
+        "'Jane' : str\n"
+        "false : bool\n"
+        "category = 'VIP' and first_name = 'John'  false\n"
+        "  category = 'VIP'                        true   (category is 'VIP')\n"
+        "  first_name = 'John'                     false  (first_name is 'Jane')\n"
+        "false : bool\n"
+        "age > 18  false  (age is null)\n"
+        "'Paris' : str\n"
+    )
+
+
+def test_script_errors_are_diagnostics_and_the_session_goes_on(program: list[str]) -> None:
+    done = repl(program, """
+:trigger guest.added
+frist_name = 'x'
+:event {"id": 1}
+:nope
+:trigger guest.addde
+:load nowhere.rules
+:advance 'soon'
+len(
+
+1 + 1
+""")
+    assert done.returncode == 1  # a script learns that something failed
+    assert "Traceback" not in done.stderr
+    err = done.stderr
+    assert "input:1:1: error[E102]: unknown field 'frist_name' on guest.added; did you mean 'first_name'?" in err
+    assert "   1 | frist_name = 'x'\n       ^^^^^^^^^^" in err
+    assert "field 'id'" in err
+    assert "unknown command :nope" in err
+    assert "did you mean 'guest.added'?" in err
+    assert "no such file or folder: nowhere.rules" in err
+    assert ":advance needs a positive duration" in err
+    assert "E001" in err  # `len(` is finished by the blank line and reported
+    assert done.stdout == "2 : int\n"
+
+
+def test_script_emit_advance_and_runs(program: list[str]) -> None:
+    done = repl(program, f"""
+:emit guest.added {JANE}
+:runs
+:advance 1d
+:runs
+:emit email.opened {{"guest_id": "g1", "campaign": "c"}}
+""")
+    assert done.stderr == ""
+    assert done.stdout.splitlines() == [
+        "2026-11-23T09:00:00Z  VIP welcome #1  log(message: 'Welcome Jane!')",
+        "2026-11-23T09:00:00Z  VIP welcome #1  waiting until 2026-11-24T09:00:00Z",
+        "#1  VIP welcome  v1  waiting until 2026-11-24T09:00:00Z",
+        "2026-11-24T09:00:00Z  VIP welcome #1  set_status(guest_id: 'g1', status: 'welcomed')",
+        "2026-11-24T09:00:00Z  VIP welcome #1  completed",
+        "now 2026-11-24T09:00:00Z",
+        "#1  VIP welcome  v1  completed",
+        "2026-11-24T09:00:00Z  email.opened: no rule started",
+    ]
+
+
+def test_script_rules_schema_help_load_definitions_and_quit(program: list[str], tmp_path: Path) -> None:
+    (tmp_path / "more.rules").write_text(
+        "trigger shop.order { total: float, lines: list[str] }\n"
+        "rule \"Big order\" when shop.order where total > 100 then log(message: 'big')\n"
+    )
+    (tmp_path / "order.json").write_text('{"total": 120, "lines": ["a", "b"]}')
+    done = repl(program, """
+:rules
+:schema guest.added
+:help
+:load more.rules
+:event shop.order @order.json
+total > 100 and len(lines) = 2
+trigger shop.refund {
+  order_id: str
+}
+when shop.refund
+then
+  log(message: order_id)
+
+:rules
+:schema shop.refund
+:quit
+1 + 1
+""", cwd=tmp_path)
+    assert done.stderr == ""
+    out = done.stdout
+    assert f"VIP welcome  guest.added  {program[1]}:2\n" in out
+    assert "trigger guest.added {\n  id: str\n" in out
+    assert "  address: {\n    city: str\n    zip: str?\n  }\n}" in out
+    assert ":advance DURATION" in out
+    assert "true : bool\ntotal > 100 and len(lines) = 2  true" in out
+    assert "  len(lines) = 2                true  (len(lines) is 2)" in out
+    assert "Big order" in out and "repl-2:1" in out
+    assert "trigger shop.refund {\n  order_id: str\n}" in out
+    assert "2 : int" not in out  # nothing runs after :quit
+
+
+def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
+    done = repl([str(tmp_path / "nope.rules")], "1\n")
+    assert done.returncode == 2
+    assert "no such file or folder" in done.stderr and "Traceback" not in done.stderr

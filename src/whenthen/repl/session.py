@@ -270,10 +270,14 @@ class ReplSession:
         if self.checked is None or not self.checked.rules:
             self.out("no rules loaded")
             return
-        width = max(len(info.name) for info in self.checked.rules)
+        rows = []
         for info in self.checked.rules:
-            where = f"{info.file}:{info.rule.span.line}"
-            self.out(f"{info.name.ljust(width)}  {_rule_trigger(info)}  {where}")
+            rule = info.rule
+            line = rule.name_span.line if rule.name is not None else rule.span.line
+            rows.append((info.name, _rule_trigger(info), f"{info.file}:{line}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(2)]
+        for name, trigger, where in rows:
+            self.out(f"{name.ljust(widths[0])}  {trigger.ljust(widths[1])}  {where}")
 
     def cmd_schema(self, rest: str) -> None:
         if rest:
@@ -299,10 +303,10 @@ class ReplSession:
     def cmd_emit(self, rest: str) -> None:
         trigger, payload = _split_trigger(rest)
         if trigger is None:
-            self._error("usage: :emit NAME {json}")
+            self._error("usage: :emit NAME {json} (or @FILE)")
             return
         self._require_trigger(trigger)
-        data = self._validate(trigger, payload) if payload else self._validate(trigger, "{}")
+        data = self._payload(trigger, payload or "{}")
         for line in self.simulation().emit(trigger, data):
             self.out(line)
 
@@ -342,8 +346,9 @@ class ReplSession:
             raise EventError(f"unknown trigger '{name}'{hint}", trigger=name)
         return decl
 
-    def _validate(self, trigger: str, payload: str) -> dict[str, Any]:
-        from whenthen.runtime.events import parse_payload, validate_event
+    def _payload(self, trigger: str, payload: str) -> Any:
+        """The JSON data of `{json}` or `@FILE` (EventError when unreadable or not JSON)."""
+        from whenthen.runtime.events import parse_payload
 
         payload = payload.strip()
         if payload.startswith("@"):
@@ -354,7 +359,12 @@ class ReplSession:
                 raise EventError(f"cannot read {path}: {exc.__class__.__name__}: {exc}") from None
         if not payload:
             raise EventError(f"{trigger}: give the event as {{json}} or @FILE", trigger=trigger)
-        return validate_event(self.schema.triggers[trigger], parse_payload(payload, trigger))
+        return parse_payload(payload, trigger)
+
+    def _validate(self, trigger: str, payload: str) -> dict[str, Any]:
+        from whenthen.runtime.events import validate_event
+
+        return validate_event(self.schema.triggers[trigger], self._payload(trigger, payload))
 
 
 def _has_parts(expr: Any) -> bool:

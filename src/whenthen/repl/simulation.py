@@ -1,0 +1,108 @@
+"""The REPL's dry run: the engine on an in-memory database and a simulated clock, traces as text."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from whenthen.compiler.checked import CheckedProgram
+from whenthen.runtime.clock import SimulatedClock, parse_datetime
+from whenthen.runtime.evaluate import show_value
+
+# A rule whose wait never becomes due must not make `:advance` loop for ever.
+MAX_ROUNDS = 10_000
+
+
+class ReplSimulation:
+    """Every loaded rule active; actions recorded (null results); time moves only on `:advance`."""
+
+    def __init__(self, start: dt.datetime, timezone: str = "UTC"):
+        from whenthen.runtime.engine import Engine
+
+        self.clock = SimulatedClock(start)
+        self.timezone = timezone
+        self._lines: list[str] = []
+        self.engine = Engine(":memory:", clock=self.clock, dry_run=True, on_trace=self._on_trace)
+
+    def now(self) -> dt.datetime:
+        return self.clock.now()
+
+    def publish(self, checked: CheckedProgram) -> None:
+        """(Re)publish the program: changed rules get a new version; waiting runs keep theirs."""
+        from whenthen.api import Program
+        from whenthen.compiler.codegen import compile_rules
+
+        self.engine.publish(Program(checked, compile_rules(checked)), author="repl", enable=True)
+
+    def emit(self, trigger: str, data: Any) -> list[str]:
+        """Dispatch one event now; the trace of what the rules did, or a note that none started."""
+        self._lines = []
+        self.engine.emit(trigger, data)
+        return self._lines or [f"{self._time()}  {trigger}: no rule started"]
+
+    def advance(self, delta: dt.timedelta) -> list[str]:
+        """Move the clock forward, resuming each wait at its own due time, in order."""
+        self._lines = []
+        target = self.clock.now() + delta
+        for _ in range(MAX_ROUNDS):
+            due = [d for d in self._deadlines() if d <= target]
+            if not due:
+                break
+            self.clock.set(min(due))
+            self.engine.fire_schedules(self.clock.now())
+            if self.engine.run_due() == 0:
+                break
+        self.clock.set(target)
+        self.engine.fire_schedules(target)
+        self.engine.run_due()
+        return self._lines + [f"now {self._time()}"]
+
+    def runs(self) -> list[str]:
+        lines = []
+        for run in self.engine.runs():
+            line = f"#{run['id']}  {run['rule']}  v{run['version']}  {run['status']}"
+            if run.get("waiting_until"):
+                line += f" until {self._show_time(run['waiting_until'])}"
+            if run.get("waiting_for"):
+                line += f" for {run['waiting_for']}"
+            if run.get("error"):
+                line += f"  ({run['error']})"
+            lines.append(line)
+        return lines
+
+    # ------------------------------------------------------------------ traces
+
+    def _deadlines(self) -> list[dt.datetime]:
+        return [parse_datetime(run["waiting_until"]) for run in self.engine.runs(status="waiting")
+                if run.get("waiting_until")]
+
+    def _on_trace(self, record: dict[str, Any]) -> None:
+        head = f"{self._show_time(record['at'])}  {record['rule']} #{record['run']}  "
+        kind = record["kind"]
+        if kind == "action":
+            args = ", ".join(f"{k}: {show_value(v)}" for k, v in record["args"].items())
+            self._lines.append(f"{head}{record['action']}({args})")
+        elif kind == "emit":
+            fields = ", ".join(f"{k}: {show_value(v)}" for k, v in record["data"].items())
+            self._lines.append(f"{head}emit {record['trigger']}({fields})")
+        elif kind == "run":
+            status = record["status"]
+            if status == "waiting":
+                status += self._waiting_detail(record["run"])
+            if record.get("error"):
+                status += f": {record['error']}"
+            self._lines.append(f"{head}{status}")
+
+    def _waiting_detail(self, run_id: int) -> str:
+        for run in self.engine.runs():
+            if run["id"] == run_id:
+                until = f" until {self._show_time(run['waiting_until'])}" if run.get("waiting_until") else ""
+                waiting_for = f" for {run['waiting_for']}" if run.get("waiting_for") else ""
+                return waiting_for + until
+        return ""
+
+    def _show_time(self, text: str) -> str:
+        return show_value(parse_datetime(text), self.timezone)
+
+    def _time(self) -> str:
+        return show_value(self.clock.now(), self.timezone)
