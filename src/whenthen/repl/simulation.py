@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from whenthen.compiler.checked import CheckedProgram
-from whenthen.runtime.clock import SimulatedClock, parse_datetime
+from whenthen.runtime.clock import SimulatedClock, epoch, from_epoch, parse_datetime
 from whenthen.runtime.evaluate import show_value
 
 # A rule whose wait never becomes due must not make `:advance` loop for ever.
@@ -41,20 +41,18 @@ class ReplSimulation:
         return self._lines or [f"{self._time()}  {trigger}: no rule started"]
 
     def advance(self, delta: dt.timedelta) -> list[str]:
-        """Move the clock forward, resuming each wait at its own due time, in order."""
+        """Move the clock forward, resuming each wait at its own due time, in order (as simulate does)."""
         self._lines = []
         target = self.clock.now() + delta
         for _ in range(MAX_ROUNDS):
-            due = [d for d in self._deadlines() if d <= target]
-            if not due:
+            due = self.engine.store.next_deadline()
+            if due is None or due > epoch(target):
                 break
-            self.clock.set(min(due))
-            self.engine.fire_schedules(self.clock.now())
+            self.clock.set(from_epoch(due))
             if self.engine.run_due() == 0:
                 break
         self.clock.set(target)
         self.engine.fire_schedules(target)
-        self.engine.run_due()
         return self._lines + [f"now {self._time()}"]
 
     def runs(self) -> list[str]:
@@ -71,10 +69,6 @@ class ReplSimulation:
         return lines
 
     # ------------------------------------------------------------------ traces
-
-    def _deadlines(self) -> list[dt.datetime]:
-        return [parse_datetime(run["waiting_until"]) for run in self.engine.runs(status="waiting")
-                if run.get("waiting_until")]
 
     def _on_trace(self, record: dict[str, Any]) -> None:
         head = f"{self._show_time(record['at'])}  {record['rule']} #{record['run']}  "
