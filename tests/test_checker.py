@@ -610,3 +610,25 @@ def test_mutated_valid_programs_never_raise(edits) -> None:
 
 def test_valid_hypothesis_seed_program_is_clean() -> None:
     assert check_program([Source("h.rules", VALID)]).diagnostics == []
+
+
+def test_clause_event_alias_is_not_a_name() -> None:
+    schema = SCHEMA + "trigger email.opened { guest_id: str, campaign: str }\n"
+    [diag] = check(rule("wait for email.opened where email.campaign = 'x'"), schema).diagnostics
+    assert diag.code == "E102" and "write the fields of email.opened bare" in diag.message
+
+
+def test_alias_member_when_a_field_has_the_alias_name() -> None:
+    schema = "trigger form.submitted { form: str, score: int }\n"
+    program = check(rule("log(message: \"{form.score} {form}\")", trigger="form.submitted"), schema)
+    assert program.ok
+    assert _refs_by_name(program) == {"form": {"event", "field"}}
+
+
+@FAST
+@given(st.text(max_size=80))
+def test_arbitrary_expression_text_never_raises(text: str) -> None:
+    expr, _ = parse_expr(text)
+    if expr is not None:
+        result = check_expr(expr, default_schema(), "run.failed", {"x": T.INT})
+        assert "E000" not in {d.code for d in result.diagnostics}

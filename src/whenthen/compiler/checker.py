@@ -738,7 +738,9 @@ class _Checker:
         if not in_clause and scope.start_unknown:
             self.refs[expr.id] = NameRef("field", name)
             return ANY
-        if in_clause and scope.start_field(name) is not None:
+        if in_clause and name == (scope.clause_name or "").split(".")[0]:
+            self.err(expr.span, "E102", msg.clause_alias(name, scope.clause_name or ""))
+        elif in_clause and scope.start_field(name) is not None:
             self.err(expr.span, "E102", msg.start_field_in_clause(name, scope.clause_name or "", scope.alias or ""))
         elif in_clause or scope.start is not None:
             owner = scope.clause_name if in_clause else scope.start_name

@@ -52,6 +52,11 @@ def start_field_in_clause(name: str, clause_trigger: str, alias: str) -> str:
             f"write it as {alias}.{name}")
 
 
+def clause_alias(name: str, clause_trigger: str) -> str:
+    return (f"unknown name '{name}': in this clause, write the fields of {clause_trigger} bare "
+            f"(`field = …`), not through '{name}'")
+
+
 def no_fields(name: str, type_: Type) -> str:
     return f"a value of type {type_} has no field '{name}'"
 
