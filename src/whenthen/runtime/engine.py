@@ -242,8 +242,9 @@ class Engine:
             known = [r["name"] for r in self.store.rules()]
             import difflib
 
-            close = difflib.get_close_matches(rule, known, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            lowered = {k.lower(): k for k in known}
+            close = difflib.get_close_matches(rule.lower(), list(lowered), n=1)
+            hint = f"; did you mean '{lowered[close[0]]}'?" if close else ""
             raise EngineError(f"unknown rule '{rule}'{hint}")
         return found
 
@@ -290,9 +291,10 @@ class Engine:
 
     # ------------------------------------------------------------------ events in
 
-    def emit(self, trigger: str, data: Any, *, origin: str = "external") -> int:
+    def emit(self, trigger: str, data: Any, *, dispatch: bool = True, origin: str = "external") -> int:
         """Validate and record one event, dispatch it, and run what it starts or resumes until every
-        run waits or ends. Raises EventError (after recording the rejection) on bad data."""
+        run waits or ends; returns the event's id. Raises EventError (after recording the
+        rejection) on bad data. With `dispatch=False` the event is only queued for workers."""
         self._refresh()
         now = self.clock.now()
         try:
@@ -304,8 +306,11 @@ class Engine:
             self._reject(trigger, data, now, str(exc))
             raise
         event_id = self.store.insert_event(
-            trigger, _dumps(values.to_json(typed)), format_datetime(now), "processing", origin=origin,
-            owner=self.owner, lease_expires=time.time() + self.lease_seconds)
+            trigger, _dumps(values.to_json(typed)), format_datetime(now), "processing" if dispatch else "pending",
+            origin=origin, owner=self.owner if dispatch else None,
+            lease_expires=time.time() + self.lease_seconds if dispatch else None)
+        if not dispatch:
+            return event_id
         self._process(_Queued(event_id, trigger, typed, 0))
         self._drain()
         return event_id
@@ -354,48 +359,34 @@ class Engine:
         self._refresh()
         done = 0
         while limit is None or done < limit:
-            now = self.clock.now()
-            batch = self.store.due_runs(epoch(now), time.time(), 200 if limit is None else min(200, limit - done))
-            if not batch:
+            run = self.store.claim_next_due_run(epoch(self.clock.now()), time.time(), self.owner,
+                                                time.time() + self.lease_seconds)
+            if run is None:
                 break
-            progressed = False
-            for row in batch:
-                run = self.store.claim_run(row, self.owner, time.time(), time.time() + self.lease_seconds)
-                if run is None:
-                    continue
-                progressed = True
-                self._resume_claimed(run)
-                self._drain()
-                done += 1
-            if not progressed:
-                break
+            self._resume_claimed(run)
+            self._drain()
+            done += 1
         return done
 
-    def process_pending(self) -> int:
-        """Dispatch events that were recorded but not processed (emitted by other processes, or left
-        by a worker that died); returns how many."""
+    def process_pending(self, limit: int | None = None) -> int:
+        """Dispatch events that were recorded but not processed (enqueued, emitted by another
+        process, or left by a worker that died); returns how many."""
         self._refresh()
         count = 0
-        while True:
-            rows = self.store.claimable_events(time.time())
-            if not rows:
-                return count
-            progressed = False
-            for event_id, trigger, data, _at, depth in rows:
-                if not self.store.claim_event(event_id, self.owner, time.time(), time.time() + self.lease_seconds):
-                    continue
-                progressed = True
-                try:
-                    typed = validate_event(lookup_trigger(self._triggers, trigger), json.loads(data))
-                except (EventError, ValueError) as exc:
-                    self.store.query("UPDATE events SET status = 'rejected', error = ? WHERE id = ?",
-                                     (str(exc), event_id))
-                    continue
-                self._process(_Queued(event_id, trigger, typed, depth))
-                self._drain()
-                count += 1
-            if not progressed:
-                return count
+        while limit is None or count < limit:
+            row = self.store.claim_next_event(self.owner, time.time(), time.time() + self.lease_seconds)
+            if row is None:
+                break
+            event_id, trigger, data, _at, depth = row
+            try:
+                typed = validate_event(lookup_trigger(self._triggers, trigger), json.loads(data))
+            except (EventError, ValueError) as exc:
+                self.store.query("UPDATE events SET status = 'rejected', error = ? WHERE id = ?", (str(exc), event_id))
+                continue
+            self._process(_Queued(event_id, trigger, typed, depth))
+            self._drain()
+            count += 1
+        return count
 
     def work(self, once: bool = False, idle: float = 0.5, stop: Callable[[], bool] | None = None) -> int:
         """The worker loop: pending events and due runs, until `stop()` (or one pass with `once`)."""
@@ -449,7 +440,7 @@ class Engine:
         if not vm.exit_matches(loaded.code, clause, frame.event, data, now=now):
             return
         at = format_datetime(now)
-        step = {"ordinal": 0, "at": at, "kind": "exit",
+        step = {"ordinal": 1_000_000, "at": at, "kind": "exit",
                 "data": _dumps({"trigger": loaded.code.exits[clause].trigger, "event": values.to_json(data)})}
         if self.store.exit_run(run_id, at, [step]):
             self._trace({"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": "exited"})
@@ -472,16 +463,16 @@ class Engine:
     def _start(self, loaded: LoadedRule, event: _Queued, now: dt.datetime) -> None:
         code = loaded.code
         frame = vm.start_frame(code, event.data, event.depth)
-        run = self.store.create_run(loaded.name, loaded.version, event.event_id, frame.encode(), epoch(now),
-                                    event.depth, format_datetime(now), self.owner, time.time() + self.lease_seconds)
-        if run is None:  # an earlier, interrupted attempt at this event created it: run_due resumes it
-            return
         exits = []
         for index, clause in enumerate(code.exits):
             pairs = vm.exit_correlation(code, index, event.data, now=now)
             fld, value = (pairs[0][0], index_key(pairs[0][1])) if pairs else (None, None)
             exits.append(("exit", index, clause.trigger, fld, value))
-        self.store.add_exit_waits(run, exits)
+        run = self.store.create_run(loaded.name, loaded.version, event.event_id, frame.encode(), epoch(now),
+                                    event.depth, format_datetime(now), self.owner, time.time() + self.lease_seconds,
+                                    exits)
+        if run is None:  # an earlier, interrupted attempt at this event created it: run_due resumes it
+            return
         self._activate(run, loaded, frame, None)
 
     def _resume_claimed(self, run: RunRow) -> None:
@@ -544,7 +535,7 @@ class Engine:
             error = result.error + (f" (line {result.line})" if result.line else "")
             if not any(s["kind"] == "error" for s in act.steps):
                 host.on_step({"kind": "error", "error": error})
-            if run.depth < MAX_EMIT_DEPTH:
+            if run.depth <= MAX_EMIT_DEPTH:  # bounded: a failure beyond it fires nothing
                 act.emits.append(("run.failed", {"rule": run.rule, "run_id": str(run.id), "error": error},
                                   run.depth + 1, "system"))
         else:
@@ -602,7 +593,7 @@ class Engine:
                 error = str(exc) or type(exc).__name__
                 self.store.journal_result(run, key, "failed", None, error)
                 if isinstance(exc, ActionUnavailable) or attempt >= self.retry.attempts:
-                    if run.depth < MAX_EMIT_DEPTH:
+                    if run.depth <= MAX_EMIT_DEPTH:  # bounded: a failure beyond it fires nothing
                         act.emits.append(("action.failed", {"rule": run.rule, "run_id": str(run.id),
                                                             "action": name, "error": error},
                                           run.depth + 1, "system"))

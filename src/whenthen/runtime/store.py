@@ -249,12 +249,20 @@ class Store:
                 (trigger, data, at, status, error, depth, origin, parent_run, owner, lease_expires))
             return int(cur.lastrowid)
 
-    def claimable_events(self, wall_now: float, limit: int = 100) -> list[tuple[int, str, str, str, int]]:
-        """(id, trigger, data, at, depth) of pending events, or processing ones whose lease expired."""
-        return self.conn.execute(
-            "SELECT id, trigger, data, at, depth FROM events WHERE status = 'pending' OR "
-            "(status = 'processing' AND (lease_expires IS NULL OR lease_expires < ?)) ORDER BY id LIMIT ?",
-            (wall_now, limit)).fetchall()
+    def claim_next_event(self, owner: str, wall_now: float, lease_expires: float
+                         ) -> tuple[int, str, str, str, int] | None:
+        """Take the oldest pending event (or a processing one whose holder's lease expired);
+        returns (id, trigger, data, at, depth), or None when there is none."""
+        with self.transaction() as c:
+            row = c.execute(
+                "SELECT id, trigger, data, at, depth FROM events WHERE status = 'pending' OR "
+                "(status = 'processing' AND (lease_expires IS NULL OR lease_expires < ?)) ORDER BY id LIMIT 1",
+                (wall_now,)).fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE events SET status = 'processing', lease_owner = ?, lease_expires = ? WHERE id = ?",
+                      (owner, lease_expires, row[0]))
+            return row
 
     def claim_event(self, event_id: int, owner: str, wall_now: float, lease_expires: float) -> bool:
         with self.transaction() as c:
@@ -299,7 +307,8 @@ class Store:
         return RunRow(*row) if row else None
 
     def create_run(self, rule: str, version: int, event_id: int | None, frame: bytes, deadline: float,
-                   depth: int, at: str, owner: str, lease_expires: float) -> RunRow | None:
+                   depth: int, at: str, owner: str, lease_expires: float,
+                   exits: list[tuple[str, int, str, str | None, str | None]] = ()) -> RunRow | None:
         """A new run, claimed by `owner`, due now; None if this event already started this rule."""
         with self.transaction() as c:
             cur = c.execute(
@@ -308,16 +317,25 @@ class Store:
                 (rule, version, event_id, frame, deadline, depth, at, at, owner, lease_expires))
             if cur.rowcount != 1:
                 return None
+            self._insert_waits(c, int(cur.lastrowid), list(exits))
             return RunRow(int(cur.lastrowid), rule, version, event_id, "running", frame, deadline, None,
                           depth, 1, 0)
 
-    def due_runs(self, now: float, wall_now: float, limit: int = 200) -> list[RunRow]:
-        """Runs whose deadline has come (by deadline, then creation) and that nobody holds."""
-        rows = self.conn.execute(
-            f"SELECT {_RUN_COLS} FROM runs WHERE status IN ('running', 'waiting') AND deadline <= ? "
-            "AND (lease_owner IS NULL OR lease_expires < ?) ORDER BY deadline, id LIMIT ?",
-            (now, wall_now, limit)).fetchall()
-        return [RunRow(*r) for r in rows]
+    def claim_next_due_run(self, now: float, wall_now: float, owner: str, lease_expires: float) -> RunRow | None:
+        """Take the run that is due first (by deadline, then creation) and that nobody holds."""
+        with self.transaction() as c:
+            row = c.execute(
+                f"SELECT {_RUN_COLS} FROM runs WHERE status IN ('running', 'waiting') AND deadline <= ? "
+                "AND (lease_owner IS NULL OR lease_expires < ?) ORDER BY deadline, id LIMIT 1",
+                (now, wall_now)).fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE runs SET fence = fence + 1, lease_owner = ?, lease_expires = ?, status = 'running' "
+                      "WHERE id = ?", (owner, lease_expires, row[0]))
+            run = RunRow(*row)
+            run.fence += 1
+            run.status = "running"
+            return run
 
     def next_deadline(self) -> float | None:
         row = self.conn.execute(
@@ -335,8 +353,8 @@ class Store:
             cur = c.execute(
                 "UPDATE runs SET fence = fence + 1, lease_owner = ?, lease_expires = ?, status = 'running', "
                 "resume_event = coalesce(?, resume_event) WHERE id = ? AND fence = ? "
-                "AND status IN ('running', 'waiting') AND (lease_owner IS NULL OR lease_expires < ? OR lease_owner = ?)",
-                (owner, lease_expires, resume_event, run.id, run.fence, wall_now, owner))
+                "AND status IN ('running', 'waiting') AND (lease_owner IS NULL OR lease_expires < ?)",
+                (owner, lease_expires, resume_event, run.id, run.fence, wall_now))
             if cur.rowcount != 1:
                 return None
             if resume_event is not None:
@@ -382,10 +400,6 @@ class Store:
                     "VALUES (?, ?, ?, 'pending', ?, ?, ?)", (trigger, data, at, depth, origin, run.id))
                 ids.append(int(cur.lastrowid))
             return ids
-
-    def add_exit_waits(self, run: RunRow, waits: list[tuple[str, int, str, str | None, str | None]]) -> None:
-        with self.transaction() as c:
-            self._insert_waits(c, run.id, waits)
 
     def _insert_waits(self, c: sqlite3.Connection, run_id: int,
                       waits: list[tuple[str, int, str, str | None, str | None]]) -> None:

@@ -1,0 +1,305 @@
+"""The engine through its Python API: versions, dispatch, waits, exits, emits, failures, actions."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pydantic import BaseModel
+
+from whenthen.api import compile as compile_rules
+from whenthen.diagnostics import EventError
+from whenthen.runtime.clock import SimulatedClock
+from whenthen.runtime.engine import Engine, EngineError, RetryPolicy
+
+T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
+
+SCHEMA = """
+trigger guest.added { id: str, email: str, category: 'VIP' | 'Visitor', company: str? }
+trigger message.sent { client_id: str, thread: str }
+trigger message.received { client_id: str, thread: str, text: str }
+trigger order.placed { customer_id: str }
+trigger ping.sent { n: int }
+"""
+DECLARED = "action set_status(guest_id: str, status: str) -> { ok: bool }\n"
+
+
+class Status(BaseModel):
+    ok: bool
+
+
+def make(tmp_path, rules: str, *, actions=(), retry=None, enable=True) -> tuple[Engine, SimulatedClock]:
+    clock = SimulatedClock(T0)
+    engine = Engine(tmp_path / "wt.db", clock, retry=retry or RetryPolicy(attempts=3, base_delay=0.001))
+    for fn in actions:
+        engine.action(fn)
+    engine.publish(compile_rules(SCHEMA + rules, engine.schema), author="test", enable=enable)
+    return engine, clock
+
+
+def advance(engine: Engine, clock: SimulatedClock, delta: dt.timedelta) -> int:
+    clock.advance(delta)
+    return engine.run_due()
+
+
+def action_steps(engine: Engine, run_id: int) -> list[dict]:
+    return [s for s in engine.run(run_id)["steps"] if s["kind"] == "action"]
+
+
+def test_filter_starts_runs_and_counts_filtered(tmp_path):
+    engine, _ = make(tmp_path, """
+rule "VIP" when guest.added where category = 'VIP' then send_email(to: email, subject: "hi"); wait 1h; log(message: 'x')
+""")
+    engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
+    engine.emit("guest.added", {"id": "g2", "email": "b@x.io", "category": "Visitor"})
+    runs = engine.runs(rule="VIP")
+    assert [r["status"] for r in runs] == ["waiting"]
+    assert engine.rules()[0]["filtered"] == 1
+    # an event seen only by nobody still counts as filtered per rule and version
+    assert engine.store.query("SELECT rule, version, filtered FROM counters") == [("VIP", 1, 1)]
+
+
+def test_wait_resumes_when_due_and_outbox_records_email(tmp_path):
+    engine, clock = make(tmp_path, """
+rule "W" when guest.added then send_email(to: email, subject: "one"); wait 24h; send_email(to: email, subject: "two")
+""")
+    engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
+    assert advance(engine, clock, dt.timedelta(hours=23)) == 0
+    assert advance(engine, clock, dt.timedelta(hours=1)) == 1
+    run = engine.runs()[0]
+    assert run["status"] == "completed"
+    steps = action_steps(engine, run["id"])
+    assert [s["args"]["subject"] for s in steps] == ["one", "two"]
+    assert steps[1]["at"] == "2026-11-23T10:00:00Z"
+    assert steps[0]["result"]["message_id"].startswith("outbox:")
+    assert [o["args"]["subject"] for o in engine.outbox()] == ["one", "two"]
+    assert engine.outbox()[0]["args"]["body"] == ""  # defaults applied for the host
+
+
+def test_wait_for_matches_by_correlation_only_after_the_wait_began(tmp_path):
+    engine, clock = make(tmp_path, """
+rule "Reply"
+when message.sent
+then
+  let reply = wait for message.received where thread = message.thread within 24h
+  if reply is null then log(message: "none {thread}") else log(message: "got {reply.text}") end
+end
+""")
+    # an event before the wait began cannot match
+    engine.emit("message.received", {"client_id": "c1", "thread": "A", "text": "early"})
+    engine.emit("message.sent", {"client_id": "c1", "thread": "A"})
+    engine.emit("message.sent", {"client_id": "c2", "thread": "B"})
+    clock.advance(dt.timedelta(hours=1))
+    engine.emit("message.received", {"client_id": "c2", "thread": "C", "text": "wrong"})
+    engine.emit("message.received", {"client_id": "c1", "thread": "A", "text": "thanks"})
+    advance(engine, clock, dt.timedelta(hours=24))
+    messages = {r["id"]: [s["args"]["message"] for s in action_steps(engine, r["id"])] for r in engine.runs()}
+    assert sorted(messages.values()) == [["got thanks"], ["none B"]]
+    # the lookup went through the index: a registration per waiting run, removed when resumed
+    assert engine.store.query("SELECT count(*) FROM waits")[0][0] == 0
+
+
+def test_exit_beats_a_matching_wait_for(tmp_path):
+    engine, _ = make(tmp_path, """
+rule "Both"
+when order.placed
+exit when message.received where client_id = order.customer_id
+then
+  wait for message.received where client_id = order.customer_id
+  log(message: 'resumed')
+end
+""")
+    engine.emit("order.placed", {"customer_id": "c1"})
+    engine.emit("message.received", {"client_id": "c1", "thread": "t", "text": "x"})
+    run = engine.runs()[0]
+    assert run["status"] == "exited"
+    assert action_steps(engine, run["id"]) == []
+    assert [s["kind"] for s in engine.run(run["id"])["steps"]][-1] == "exit"
+
+
+def test_exit_applies_only_to_runs_that_already_existed(tmp_path):
+    engine, _ = make(tmp_path, """
+rule "Self" when ping.sent exit when ping.sent then wait 1h
+""")
+    engine.emit("ping.sent", {"n": 1})
+    engine.emit("ping.sent", {"n": 2})
+    assert [r["status"] for r in engine.runs()] == ["exited", "waiting"]
+
+
+def test_emit_chain_is_fifo_after_the_emitter_suspends_and_depth_is_limited(tmp_path):
+    engine, _ = make(tmp_path, """
+rule "Loop" when ping.sent then emit ping.sent(n: n + 1)
+""")
+    engine.emit("ping.sent", {"n": 0})
+    runs = engine.runs()
+    assert len(runs) == 33  # depths 0..32; the run at depth 32 cannot emit
+    assert runs[-1]["status"] == "failed" and "emit depth exceeded" in runs[-1]["error"]
+    failed = [e for e in engine.events() if e["trigger"] == "run.failed"]
+    assert len(failed) == 1
+
+
+def test_failed_action_retries_then_fires_action_failed_and_run_failed(tmp_path):
+    calls = []
+
+    def set_status(guest_id: str, status: str, idempotency_key: str) -> dict:
+        calls.append(idempotency_key)
+        raise RuntimeError("backend down")
+
+    engine, _ = make(tmp_path, """
+rule "Try" when guest.added then set_status(guest_id: id, status: 'x')
+rule "Alert" when action.failed then log(message: "{action.action}: {action.error}")
+rule "RunAlert" when run.failed then log(message: run.error)
+""", actions=[set_status])
+    engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
+    assert len(calls) == 3
+    run_id = engine.runs(rule="Try")[0]["id"]
+    assert calls == [f"{run_id}:0:1", f"{run_id}:0:2", f"{run_id}:0:3"]
+    assert engine.runs(rule="Try")[0]["status"] == "failed"
+    alert = engine.runs(rule="Alert")[0]
+    assert action_steps(engine, alert["id"])[0]["args"]["message"] == "set_status: backend down"
+    assert engine.runs(rule="RunAlert")[0]["status"] == "completed"
+    attempts = action_steps(engine, run_id)
+    assert [(s["attempt"], s["status"]) for s in attempts] == [(1, "failed"), (2, "failed"), (3, "failed")]
+
+
+def test_retry_succeeds_and_result_is_typed(tmp_path):
+    outcomes = [RuntimeError("flaky"), Status(ok=True)]
+
+    def set_status(guest_id: str, status: str) -> Status:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    engine, _ = make(tmp_path, """
+rule "R" when guest.added then
+  let r = set_status(guest_id: id, status: 'x')
+  log(message: "ok={r.ok}")
+end
+""", actions=[set_status])
+    engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
+    run = engine.runs()[0]
+    assert run["status"] == "completed"
+    assert action_steps(engine, run["id"])[-1]["args"] == {"message": "ok=true"}
+
+
+def test_unimplemented_host_action_fails_clearly(tmp_path):
+    engine, _ = make(tmp_path, DECLARED + "rule \"R\" when guest.added then set_status(guest_id: id, status: 'x')\n")
+    engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
+    run = engine.runs()[0]
+    assert run["status"] == "failed"
+    assert "no implementation" in run["error"]
+
+
+def test_versions_pinning_revert_and_states(tmp_path):
+    clock = SimulatedClock(T0)
+    engine = Engine(tmp_path / "v.db", clock)
+    v1 = SCHEMA + 'rule "V" when ping.sent then log(message: "v1 a"); wait 1h; log(message: "v1 b")\n'
+    v2 = SCHEMA + 'rule "V" when ping.sent then log(message: "v2 a"); wait 1h; log(message: "v2 b")\n'
+    report = engine.publish(compile_rules(v1, engine.schema))
+    assert (report[0].version, report[0].new_version, report[0].state) == (1, True, "paused")
+    engine.emit("ping.sent", {"n": 1})
+    assert engine.runs() == []  # paused rules start nothing
+    engine.enable("V")
+    engine.emit("ping.sent", {"n": 1})
+    engine.publish(compile_rules(v2, engine.schema))
+    assert engine.publish(compile_rules(v2, engine.schema))[0].new_version is False
+    assert engine.rules()[0]["state"] == "active"  # a new version keeps the state
+    engine.emit("ping.sent", {"n": 2})
+    advance(engine, clock, dt.timedelta(hours=1))
+    texts = {r["version"]: [s["args"]["message"] for s in action_steps(engine, r["id"])] for r in engine.runs()}
+    assert texts == {1: ["v1 a", "v1 b"], 2: ["v2 a", "v2 b"]}
+    assert engine.revert("V", 1) == 3
+    assert [(v["version"], v["current"]) for v in engine.versions("V")] == [(1, False), (2, False), (3, True)]
+    engine.pause("V")
+    assert engine.rules()[0]["state"] == "paused"
+    with pytest.raises(EngineError, match="unknown rule 'v'; did you mean 'V'"):
+        engine.enable("v")
+    with pytest.raises(EngineError, match="no version 9"):
+        engine.revert("V", 9)
+
+
+def test_uses_lists_start_await_exit_and_emit(tmp_path):
+    engine, _ = make(tmp_path, """
+rule "U" when order.placed exit when ping.sent then
+  wait for message.received where client_id = order.customer_id
+  emit ping.sent(n: 1)
+end
+""")
+    assert [(u["rule"], u["how"]) for u in engine.uses("ping.sent")] == [("U", "emit"), ("U", "exit")]
+    assert [u["how"] for u in engine.uses("message.received")] == ["await"]
+    assert [u["how"] for u in engine.uses("order.placed")] == ["start"]
+
+
+def test_bad_events_are_rejected_recorded_and_change_nothing(tmp_path):
+    engine, _ = make(tmp_path, "rule \"R\" when guest.added then log(message: id)\n")
+    with pytest.raises(EventError, match="field 'email'"):
+        engine.emit("guest.added", {"id": "g1", "category": "VIP"})
+    with pytest.raises(EventError, match="unknown trigger 'guest.addd'; did you mean 'guest.added'"):
+        engine.emit("guest.addd", {})
+    with pytest.raises(EventError, match="'Boss' is not one of"):
+        engine.emit("guest.added", {"id": "g1", "email": "e", "category": "Boss"})
+    with pytest.raises(EventError, match="cannot be emitted"):
+        engine.emit("run.failed", {"rule": "x", "run_id": "1", "error": "e"})
+    assert engine.runs() == []
+    assert [e["status"] for e in engine.events()] == ["rejected"] * 4
+    assert "field 'email'" in engine.events()[0]["error"]
+
+
+def test_enqueued_events_are_processed_by_a_worker_pass(tmp_path):
+    engine, _ = make(tmp_path, "rule \"R\" when ping.sent then log(message: 'x')\n")
+    engine.emit("ping.sent", {"n": 1}, dispatch=False)
+    assert engine.runs() == []
+    other = Engine(tmp_path / "wt.db", SimulatedClock(T0))
+    assert other.work(once=True) == 1
+    assert [r["status"] for r in engine.runs()] == ["completed"]
+
+
+def test_crash_between_intent_and_result_replays_with_the_same_key(tmp_path):
+    """A worker that dies mid-action leaves an intent; the next one calls again with the same key,
+    and actions already done are not called again."""
+    calls: list[str] = []
+
+    def set_status(guest_id: str, status: str, idempotency_key: str) -> dict:
+        calls.append(f"{status}@{idempotency_key}")
+        if status == "second" and len(calls) == 2:
+            raise SystemExit  # stands in for the process dying mid-call (not an Exception)
+        return {"ok": True}
+
+    engine, clock = make(tmp_path, """
+rule "C" when guest.added then
+  set_status(guest_id: id, status: 'first')
+  set_status(guest_id: id, status: 'second')
+end
+""", actions=[set_status])
+    engine.lease_seconds = 0.0
+    with pytest.raises(SystemExit):
+        engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
+    run = engine.runs()[0]
+    assert run["status"] == "running"
+    survivor = Engine(tmp_path / "wt.db", clock)
+    survivor.action(set_status)
+    assert survivor.run_due() == 1
+    assert survivor.runs()[0]["status"] == "completed"
+    rid = run["id"]
+    assert calls == [f"first@{rid}:0:1", f"second@{rid}:1:1", f"second@{rid}:1:1"]
+    done = [s for s in action_steps(survivor, rid) if s["status"] == "done"]
+    assert [s["idempotency_key"] for s in done] == [f"{rid}:0:1", f"{rid}:1:1"]
+
+
+def test_stale_worker_cannot_commit_after_takeover(tmp_path):
+    engine, clock = make(tmp_path, "rule \"S\" when ping.sent then wait 1h; log(message: 'x')\n")
+    engine.emit("ping.sent", {"n": 1})
+    clock.advance(dt.timedelta(hours=2))
+    store = engine.store
+    import time
+
+    first = store.claim_next_due_run(clock.now().timestamp(), time.time(), "a", time.time() - 1)
+    second = store.claim_next_due_run(clock.now().timestamp(), time.time(), "b", time.time() + 60)
+    assert first is not None and second is not None and second.fence == first.fence + 1
+    from whenthen.runtime.store import LeaseLost
+
+    with pytest.raises(LeaseLost):
+        store.commit_activation(first, status="completed", frame=None, deadline=None, wait_trigger=None,
+                                waits=[], steps=[], error=None, at="x", emits=[])
+    assert engine.runs()[0]["status"] == "running"
