@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -182,16 +183,23 @@ def test_completes_commands_triggers_fields_functions_and_actions(session: ReplS
 # ----------------------------------------------------------------------------- the prompt-toolkit app
 
 
-def drive(session: ReplSession, keys: list[str], history=None) -> PromptSession:
-    """Run the interactive loop on a pipe input, typing `keys` one chunk at a time."""
+def drive(session: ReplSession, keys: list[str | tuple[str, str]], history=None) -> PromptSession:
+    """Run the interactive loop on a pipe input, typing `keys` one chunk at a time; a chunk given
+    as (keys, text) waits until the input line reads `text` (completion runs in a thread)."""
     with create_pipe_input() as pipe:
         prompt = build_prompt_session(session, input=pipe, output=DummyOutput(),
                                       history=history or InMemoryHistory())
 
         def type_keys() -> None:
             for chunk in keys:
-                time.sleep(0.15)  # let completion (run in a thread) catch up with the typing
+                chunk, expected = chunk if isinstance(chunk, tuple) else (chunk, None)
+                time.sleep(0.05)
                 pipe.send_text(chunk)
+                deadline = time.monotonic() + 10
+                while expected is not None and prompt.default_buffer.text != expected:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"the input never read {expected!r}")
+                    time.sleep(0.02)
 
         typist = threading.Thread(target=type_keys, daemon=True)
         typist.start()
@@ -201,7 +209,8 @@ def drive(session: ReplSession, keys: list[str], history=None) -> PromptSession:
 
 
 def test_interactive_evaluates_and_completes_with_tab(session: ReplSession) -> None:
-    drive(session, [":trigger guest.a", "\t", "\r", f":event {JANE}\r", "first_na", "\t", "\r", "\x04"])
+    drive(session, [(":trigger guest.a", ":trigger guest.a"), ("\t", ":trigger guest.added"), "\r",
+                    f":event {JANE}\r", ("first_na", "first_na"), ("\t", "first_name"), "\r", "\x04"])
     assert session.trigger == "guest.added"
     assert "'Jane' : str" in session.outputs  # type: ignore[attr-defined]
 
@@ -357,3 +366,39 @@ def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     done = repl([str(tmp_path / "nope.rules")], "1\n")
     assert done.returncode == 2
     assert "no such file or folder" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_real_terminal_under_tmux(program: list[str]) -> None:
+    """The terminal path end to end: banner, prompt with the trigger, Tab completion."""
+    name = f"whenthen-test-{os.getpid()}"
+    command = (f"env WHENTHEN_HISTORY= {sys.executable} -m whenthen --now 2026-11-23T09:00:00Z "
+               f"repl {' '.join(program)}")
+
+    def tmux(*args: str) -> str:
+        return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10).stdout
+
+    def screen_after(*keys: str, wait_for: str) -> str:
+        if keys:
+            tmux("send-keys", "-t", name, *keys)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = tmux("capture-pane", "-p", "-t", name)
+            if wait_for in text:
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"{wait_for!r} never appeared on the screen:\n{text}")
+
+    tmux("new-session", "-d", "-s", name, "-x", "120", "-y", "30", command)
+    try:
+        screen_after(wait_for="whenthen>")
+        screen_after(":trigger guest.add", wait_for="guest.added  trigger")  # the completion menu
+        screen_after("Tab", wait_for=":trigger guest.added")
+        screen_after("Enter", wait_for="guest.added>")
+        screen_after(f":event {JANE}", "Enter", wait_for="event guest.added set")
+        screen_after("first_na", wait_for="first_name  str")
+        screen_after("Tab", wait_for="> first_name")
+        text = screen_after("Enter", wait_for="'Jane' : str")
+        assert "guest.added> first_name" in text
+    finally:
+        tmux("kill-session", "-t", name)

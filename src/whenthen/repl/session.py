@@ -153,6 +153,9 @@ class ReplSession:
                 self.err("hint: no trigger is set; bare names are the fields of the trigger "
                          "chosen with :trigger NAME")
             return
+        if prepared.uses_event and self.event is None:
+            self._error(f"no event set for {self.trigger}: give one with :event {{json}}")
+            return
         value = prepared.evaluate(self.event, self.now)
         self.out(f"{show_value(value, self.timezone)} : {prepared.type}")
         if prepared.is_condition and _has_parts(prepared.expr):
