@@ -390,3 +390,9 @@ def test_snapshot_and_resume_gives_the_uninterrupted_trace(body, age, company, r
     assert result_plain == result_snap
     assert plain.trace == snap.trace
     assert frame_plain.step == frame_snap.step
+
+
+def test_template_output_is_limited() -> None:
+    code = rule('  record(value: "{first_name}{first_name}")')
+    result, _ = run_all(code, {**GUEST, "first_name": "x" * 600_000}, RecordingHost())
+    assert isinstance(result, Failed) and "template output too long" in result.error

@@ -76,6 +76,7 @@ class _Generator:
             "_attr": ops.attr,
             "_is_empty": ops.is_empty,
             "_neg": ops.neg,
+            "_build_string": ops.build_string,
             "_str": str,
             "_bool": bool,
         }
@@ -159,7 +160,7 @@ class _Generator:
             elif op is Opcode.BUILD_STRING:
                 parts = stack[len(stack) - arg:] if arg else []
                 del stack[len(stack) - arg:]
-                stack.append(_Val("''.join((" + "".join(p.src + ", " for p in parts) + "))"))
+                stack.append(_Val("_build_string((" + "".join(p.src + ", " for p in parts) + "))"))
             elif op is Opcode.CALL_FUNC:
                 name, count = code.consts[arg]
                 args = stack[len(stack) - count:] if count else []

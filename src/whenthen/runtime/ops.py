@@ -238,6 +238,17 @@ def neg(value: Any) -> Any:
     raise RuntimeFailure(f"cannot negate {type_name(value)}")
 
 
+MAX_TEXT = 1_000_000  # characters in one rendered template
+
+
+def build_string(parts: list[str] | tuple[str, ...]) -> str:
+    """A template's rendered parts joined, within the template output limit."""
+    text = "".join(parts)
+    if len(text) > MAX_TEXT:
+        raise RuntimeFailure(f"template output too long: {len(text)} characters (limit {MAX_TEXT})")
+    return text
+
+
 def attr(obj: Any, name: str) -> Any:
     """Member access: null on null or an absent key."""
     if obj is None:

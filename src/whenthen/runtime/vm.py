@@ -280,7 +280,7 @@ def _interpret(
             elif op is Opcode.BUILD_STRING:
                 parts = stack[len(stack) - arg:] if arg else []
                 del stack[len(stack) - arg:]
-                stack.append("".join(parts))
+                stack.append(ops.build_string(parts))
             elif op is Opcode.CALL_FUNC:
                 name, count = consts[arg]
                 args = stack[len(stack) - count:] if count else []
