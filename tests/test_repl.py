@@ -324,6 +324,26 @@ def test_script_emit_advance_and_runs(program: list[str]) -> None:
     ]
 
 
+def test_script_host_actions_give_results(program: list[str], tmp_path: Path) -> None:
+    (tmp_path / "host.py").write_text("def score_lead(email: str) -> int:\n    return len(email)\n")
+    (tmp_path / "score.rules").write_text(
+        "when email.opened then let s = score_lead(email: guest_id); log(message: 'score {s}')\n"
+        .replace("'score {s}'", '"score {s}"'))
+    env = {**os.environ, "WHENTHEN_HISTORY": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "whenthen", "--now", "2026-11-23T09:00:00Z", "repl", "--actions",
+         str(tmp_path / "host.py"), *program, str(tmp_path / "score.rules")],
+        input=':schema score_lead\n:emit email.opened {"guest_id": "abc", "campaign": "c"}\n',
+        capture_output=True, text=True, env=env, timeout=60)
+    assert done.stderr == ""
+    assert done.stdout.splitlines() == [
+        "action score_lead(email: str) -> int",
+        "2026-11-23T09:00:00Z  score:1 #1  score_lead(email: 'abc')",
+        "2026-11-23T09:00:00Z  score:1 #1  log(message: 'score 3')",
+        "2026-11-23T09:00:00Z  score:1 #1  completed",
+    ]
+
+
 def test_script_rules_schema_help_load_definitions_and_quit(program: list[str], tmp_path: Path) -> None:
     (tmp_path / "more.rules").write_text(
         "trigger shop.order { total: float, lines: list[str] }\n"

@@ -102,11 +102,14 @@ def disasm(paths: tuple[str, ...], rule: str | None) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1)
+@click.option("--actions", "actions", default=None, metavar="MODULE_OR_FILE.py",
+              help="Host actions: a Python file or importable module.")
 @click.pass_obj
-def repl(obj: Context, paths: tuple[str, ...]) -> None:
+def repl(obj: Context, paths: tuple[str, ...], actions: str | None) -> None:
     """The interactive console: evaluate conditions against events, emit, advance a simulated clock."""
     from whenthen.repl.app import run_repl
     from whenthen.runtime.clock import parse_datetime
+    from whenthen.runtime.engine import load_actions_module
 
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
@@ -115,7 +118,11 @@ def repl(obj: Context, paths: tuple[str, ...]) -> None:
         now = parse_datetime(obj.now) if obj.now else None
     except ValueError as exc:
         fail(f"--now: {exc}")
-    sys.exit(run_repl(list(paths), now=now))
+    try:
+        host_actions = load_actions_module(actions) if actions else []
+    except Exception as exc:  # the user's module may raise anything while importing
+        fail(f"--actions {actions}: {type(exc).__name__}: {exc}")
+    sys.exit(run_repl(list(paths), now=now, actions=host_actions))
 
 
 # ----------------------------------------------------------------------------- the engine

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
@@ -47,15 +47,16 @@ def make_history() -> History:
     return FileHistory(str(path))
 
 
-def run_repl(paths: list[str], *, now: dt.datetime | None = None, stdin: TextIO | None = None,
-             stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def run_repl(paths: list[str], *, now: dt.datetime | None = None, actions: Sequence[Callable[..., Any]] = (),
+             stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Load `paths`, then read inputs until EOF or `:quit`. Returns the exit status: with a
     non-terminal stdin, 1 when any input had an error (so scripts notice), else 0."""
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     interactive = stdin.isatty() and stdout.isatty()
-    session = ReplSession(now=now, out=_writer(stdout), err=_writer(stderr), quiet=not interactive)
+    session = ReplSession(now=now, out=_writer(stdout), err=_writer(stderr), quiet=not interactive,
+                          actions=actions)
     if paths:
         session.load(paths)
     if interactive:

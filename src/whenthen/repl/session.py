@@ -6,7 +6,7 @@ import datetime as dt
 import difflib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,16 +73,22 @@ class ReplSession:
     """What the REPL knows: loaded sources, schema, current trigger/event and the simulation."""
 
     def __init__(self, *, now: dt.datetime | None = None, out: Write = print, err: Write = print,
-                 quiet: bool = False):
+                 quiet: bool = False, actions: Sequence[Callable[..., Any]] = ()):
+        from whenthen.runtime.engine import action_signature
         from whenthen.stdlib import default_schema
 
+        self.actions = list(actions)  # host actions (`--actions`): declared, and run by `:emit`
+        self.base_schema = default_schema()
+        for fn in self.actions:
+            sig = action_signature(fn)
+            self.base_schema.actions[sig.name] = sig
         self.out = out
         self.err = err
         self.quiet = quiet  # scripted use: print results only, not acknowledgements
         self.paths: list[str] = []
         self.typed: list[Source] = []  # definitions typed at the prompt
         self.checked: CheckedProgram | None = None
-        self.schema: Schema = default_schema()
+        self.schema: Schema = self.base_schema
         self.trigger: str | None = None
         self.event: dict[str, Any] | None = None  # validated and coerced
         self.start = now or dt.datetime.now(UTC)
@@ -180,7 +186,7 @@ class ReplSession:
         from whenthen.compiler.sources import load_sources
 
         sources = load_sources(paths) + typed if paths else list(typed)
-        checked = check_program(sources)
+        checked = check_program(sources, self.base_schema)
         self._texts.update({s.name: s.text for s in sources})
         if not checked.ok:
             self._diagnostics(checked.diagnostics)
@@ -336,7 +342,7 @@ class ReplSession:
         if self._simulation is None:
             from whenthen.repl.simulation import ReplSimulation
 
-            self._simulation = ReplSimulation(self.start, self.timezone)
+            self._simulation = ReplSimulation(self.start, self.timezone, self.actions)
             if self.checked is not None:
                 self._simulation.publish(self.checked)
         return self._simulation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from whenthen.compiler.checked import CheckedProgram
@@ -16,13 +17,15 @@ MAX_ROUNDS = 10_000
 class ReplSimulation:
     """Every loaded rule active; actions recorded (null results); time moves only on `:advance`."""
 
-    def __init__(self, start: dt.datetime, timezone: str = "UTC"):
+    def __init__(self, start: dt.datetime, timezone: str = "UTC", actions: Sequence[Callable[..., Any]] = ()):
         from whenthen.runtime.engine import Engine
 
         self.clock = SimulatedClock(start)
         self.timezone = timezone
         self._lines: list[str] = []
         self.engine = Engine(":memory:", clock=self.clock, dry_run=True, on_trace=self._on_trace)
+        for fn in actions:
+            self.engine.action(fn)  # host actions supply results; the others return null
 
     def now(self) -> dt.datetime:
         return self.clock.now()
