@@ -632,3 +632,8 @@ def test_arbitrary_expression_text_never_raises(text: str) -> None:
     if expr is not None:
         result = check_expr(expr, default_schema(), "run.failed", {"x": T.INT})
         assert "E000" not in {d.code for d in result.diagnostics}
+
+
+def test_literals_out_of_range_are_reported_not_crashes() -> None:
+    assert found(rule("wait 99999999999999w", where="age = 99999999999999999999999")) == {(2, "E001"), (4, "E001")}
+    assert codes("when every 99999999999999999w then stop\n", schema="") == ["E001"]

@@ -50,6 +50,8 @@ from whenthen.stdlib.functions import ArgumentTypeError
 __all__ = ["CheckedExpr", "check_expr", "check_program", "default_schema"]
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# The longest duration a timedelta holds.
+MAX_DURATION_SECONDS = 999_999_999 * 86_400
 # Code of a diagnostic reported instead of raising when the checker itself has a bug.
 INTERNAL = "E000"
 
@@ -83,8 +85,7 @@ def check_program(sources: Sequence[Source], schema: Schema | None = None) -> Ch
         try:
             file, parse_diags = parse(source)
         except Exception as exc:  # a parser bug must not hide the other files
-            file, parse_diags = ast.File(source.name, ()), [
-                error(_file_span(source), INTERNAL, msg.internal_error("parser", exc))]
+            file, parse_diags = ast.File(source.name, ()), [_internal(_file_span(source), "parser", exc)]
         files.append(file)
         diagnostics.extend(parse_diags)
     return check_files(files, list(sources), schema, diagnostics)
@@ -152,6 +153,14 @@ def _base_schema(schema: Schema | None) -> Schema:
         base.actions.update(schema.actions)
         base.functions.update(schema.functions)
     return base
+
+
+def _internal(span: Span, stage: str, exc: Exception) -> Diagnostic:
+    """What an exception inside the parser or checker becomes: deep nesting is a limit of the
+    input (E001); anything else is a bug in whenthen (E000)."""
+    if isinstance(exc, RecursionError):
+        return error(span, "E001", msg.too_deep())
+    return error(span, INTERNAL, msg.internal_error(stage, exc))
 
 
 def _file_span(source: Source) -> Span:
@@ -253,11 +262,11 @@ class _Checker:
         self._dispatch: dict[type, Callable[[Any, _Scope], Type]] = {
             ast.StrLit: lambda e, s: STR,
             ast.Template: self._template,
-            ast.IntLit: lambda e, s: INT,
+            ast.IntLit: self._int,
             ast.FloatLit: lambda e, s: FLOAT,
             ast.BoolLit: lambda e, s: BOOL,
             ast.NullLit: lambda e, s: NULL,
-            ast.DurationLit: lambda e, s: DURATION,
+            ast.DurationLit: self._duration,
             ast.DateLit: lambda e, s: DATE,
             ast.DateTimeLit: lambda e, s: DATETIME,
             ast.ListLit: self._list,
@@ -274,7 +283,7 @@ class _Checker:
         self.diags.append(error(span, code, message))
 
     def internal(self, exc: Exception, span: Span) -> None:
-        self.err(span, INTERNAL, msg.internal_error("checker", exc))
+        self.diags.append(_internal(span, "checker", exc))
 
     def trigger_names(self) -> list[str]:
         return [n for n, t in self.schema.triggers.items() if t.origin != "schedule"]
@@ -442,6 +451,8 @@ class _Checker:
         if isinstance(when, ast.Every):
             if when.seconds <= 0:
                 self.err(when.span, "E112", msg.bad_every(when.seconds))
+            elif when.seconds > MAX_DURATION_SECONDS:
+                self.err(when.span, "E001", msg.duration_out_of_range())
         elif isinstance(when, ast.EveryAt):
             if when.day != "day" and when.day not in WEEKDAYS:
                 self.err(when.span, "E112", msg.bad_weekday(when.day, ("day", *WEEKDAYS)))
@@ -685,6 +696,16 @@ class _Checker:
         result = check(expr, scope)
         self.types[expr.id] = result
         return result
+
+    def _int(self, expr: ast.IntLit, scope: _Scope) -> Type:
+        if not -(2**63) <= expr.value < 2**63:  # what bytecode and SQLite can store
+            self.err(expr.span, "E001", msg.integer_out_of_range(expr.value))
+        return INT
+
+    def _duration(self, expr: ast.DurationLit, scope: _Scope) -> Type:
+        if expr.seconds > MAX_DURATION_SECONDS:
+            self.err(expr.span, "E001", msg.duration_out_of_range())
+        return DURATION
 
     def _template(self, expr: ast.Template, scope: _Scope) -> Type:
         for part in expr.parts:

@@ -29,6 +29,14 @@ def timezone_not_first() -> str:
     return "`timezone` must come before anything else in the file, at most once"
 
 
+def integer_out_of_range(value: int) -> str:
+    return f"integer literal {value} is out of range (at most 64 bits)"
+
+
+def duration_out_of_range() -> str:
+    return "duration literal is out of range (at most 999999999 days)"
+
+
 # -- E101 unknown trigger
 def unknown_trigger(name: str, candidates: Iterable[str]) -> str:
     return f"unknown trigger '{name}'" + did_you_mean(name, candidates)
@@ -256,6 +264,10 @@ def bad_every(seconds: int) -> str:
 # -- W201 unreachable
 def unreachable() -> str:
     return "unreachable statement: it follows `stop` in the same block"
+
+
+def too_deep() -> str:
+    return "expressions or blocks nested too deeply"
 
 
 # -- internal (never expected; reported instead of raising)
