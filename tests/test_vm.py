@@ -14,6 +14,7 @@ from whenthen.runtime.vm import (
     Done,
     Failed,
     Frame,
+    HostAbort,
     Suspended,
     eval_filter,
     exit_correlation,
@@ -396,3 +397,48 @@ def test_template_output_is_limited() -> None:
     code = rule('  record(value: "{first_name}{first_name}")')
     result, _ = run_all(code, {**GUEST, "first_name": "x" * 600_000}, RecordingHost())
     assert isinstance(result, Failed) and "template output too long" in result.error
+
+
+class CrashingHost(RecordingHost):
+    """Crashes (HostAbort) right after the n-th action call of the whole test, for each n in crashes."""
+
+    def __init__(self, crashes: set[int]):
+        super().__init__()
+        self.crashes = crashes
+        self.calls = 0
+
+    def call_action(self, name, args, step):
+        result = super().call_action(name, args, step)
+        self.calls += 1
+        if self.calls in self.crashes:
+            raise HostAbort()
+        return result
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.lists(_statements(1), min_size=1, max_size=6).map("\n".join),
+    crashes=st.sets(st.integers(1, 12), max_size=4),
+)
+def test_crash_and_resume_from_the_last_snapshot_reuses_step_numbers(body, crashes) -> None:
+    code = rule(body)
+    plain = RecordingHost()
+    run_all(code, dict(GUEST), plain)
+    host = CrashingHost(crashes)
+    snapshot = start_frame(code, dict(GUEST)).encode()
+    resume = None
+    while True:
+        frame = Frame.decode(snapshot)
+        try:
+            result = run(code, frame, host, resume)
+        except HostAbort:
+            continue  # the worker died: start again from the last committed snapshot
+        if not isinstance(result, Suspended):
+            break
+        snapshot = frame.encode()
+        resume = None
+        host.clock = result.deadline or host.clock
+    by_step = {}
+    for name, args, step, _ in actions(host):
+        assert by_step.setdefault(step, (name, args)) == (name, args)  # same step, same action
+    assert [(n, a, s) for n, a, s, _ in actions(plain)] == [(n, a, s) for s, (n, a) in sorted(by_step.items())]

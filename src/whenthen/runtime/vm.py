@@ -53,6 +53,11 @@ UNARY: dict[Opcode, Callable[[Any], Any]] = {
 }
 
 
+# The same, as lists indexed by opcode value: Enum hashing is slow, list indexing is not.
+_BINARY_BY_OP: list[Callable[[Any, Any], Any] | None] = [BINARY.get(op) for op in range(max(Opcode) + 1)]
+_UNARY_BY_OP: list[Callable[[Any], Any] | None] = [UNARY.get(op) for op in range(max(Opcode) + 1)]
+
+
 # ----------------------------------------------------------------------------- results and host
 
 
@@ -221,6 +226,8 @@ def _interpret(
     event = frame.event
     pc = frame.pc
     steps = 0
+    binary_by_op = _BINARY_BY_OP
+    unary_by_op = _UNARY_BY_OP
     try:
         while True:
             op, arg = instrs[pc]
@@ -228,7 +235,7 @@ def _interpret(
             if steps > budget:
                 raise RuntimeFailure(f"step budget exceeded: more than {budget} instructions in one activation")
             pc += 1
-            fn = BINARY.get(op)
+            fn = binary_by_op[op]
             if fn is not None:
                 right = stack.pop()
                 stack[-1] = fn(stack[-1], right)
@@ -246,8 +253,8 @@ def _interpret(
                 locals_[names[arg]] = stack.pop()
             elif op is Opcode.ATTR:
                 stack[-1] = ops.attr(stack[-1], names[arg])
-            elif op in UNARY:
-                stack[-1] = UNARY[op](stack[-1])
+            elif unary_by_op[op] is not None:
+                stack[-1] = unary_by_op[op](stack[-1])
             elif op is Opcode.JUMP:
                 pc = arg
             elif op is Opcode.JUMP_IF_FALSE:
