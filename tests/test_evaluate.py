@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 import whenthen.api as api
-from whenthen.diagnostics import CompileError, EventError
+from whenthen.diagnostics import CompileError, EventError, WhenthenError
 from whenthen.runtime.evaluate import (
     evaluate_expression,
     explain_condition,
@@ -195,3 +195,13 @@ def test_show_value_uses_literal_syntax() -> None:
     assert show_value(dt.timedelta(hours=1, minutes=30)) == "1h30m"
     assert show_value(dt.datetime(2026, 12, 1, 9, tzinfo=UTC)) == "2026-12-01T09:00:00Z"
     assert show_value({"a": dt.date(2026, 1, 2)}) == "{ a: 2026-01-02 }"
+
+
+def test_runtime_errors_are_whenthen_errors(schema) -> None:
+    with pytest.raises(WhenthenError, match="division by zero"):
+        ev(schema, "score / 0")
+
+
+def test_explain_treats_plain_double_quoted_strings_as_literals(schema) -> None:
+    [part] = explain_condition('category = "VIP"', "guest.added", JANE, schema)
+    assert part.operands == (("category", "VIP"),)

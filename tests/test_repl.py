@@ -261,6 +261,8 @@ first_name
 category = 'VIP' and first_name = 'John'
 age > 18
 address.city
+address
+guest.id = "g1"
 """)
     assert done.stderr == ""
     assert done.returncode == 0
@@ -273,6 +275,9 @@ address.city
         "false : bool\n"
         "age > 18  false  (age is null)\n"
         "'Paris' : str\n"
+        "{ city: 'Paris', zip: null } : { city: str, zip: str? }\n"
+        "true : bool\n"
+        "guest.id = \"g1\"  true  (guest.id is 'g1')\n"
     )
 
 

@@ -163,7 +163,10 @@ class ReplSession:
             self._error(f"no event set for {self.trigger}: give one with :event {{json}}")
             return
         value = prepared.evaluate(self.event, self.now)
-        self.out(f"{show_value(value, self.timezone)} : {prepared.type}")
+        # The whole event's type is long: name it by its trigger.
+        is_event = prepared.trigger is not None and prepared.type == prepared.trigger.type
+        type_text = f"event {prepared.trigger.name}" if is_event else str(prepared.type)
+        self.out(f"{show_value(value, self.timezone)} : {type_text}")
         if prepared.is_condition and _has_parts(prepared.expr):
             parts = prepared.explain(self.event, self.now)
             self.out(format_explanation(parts, self.timezone, indent="  "))

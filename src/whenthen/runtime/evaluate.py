@@ -159,6 +159,8 @@ def _operands(node: ast.Expr) -> list[ast.Expr]:
 def _is_literal(node: ast.Expr) -> bool:
     if isinstance(node, ast.ListLit):
         return all(_is_literal(item) for item in node.items)
+    if isinstance(node, ast.Template):  # "VIP" is as literal as 'VIP'
+        return all(isinstance(part, str) for part in node.parts)
     return isinstance(node, _LITERALS)
 
 
