@@ -637,3 +637,27 @@ def test_arbitrary_expression_text_never_raises(text: str) -> None:
 def test_literals_out_of_range_are_reported_not_crashes() -> None:
     assert found(rule("wait 99999999999999w", where="age = 99999999999999999999999")) == {(2, "E001"), (4, "E001")}
     assert codes("when every 99999999999999999w then stop\n", schema="") == ["E001"]
+
+
+def test_function_argument_types() -> None:
+    assert found(rule("let a = len(5)\nlet b = coalesce(company, 3)\nlet c = lower(null)\nlet d = date(today())")) == {
+        (4, "E103"), (5, "E103"), (7, "E103")}
+    assert found(rule("let e = now(1)\nlet f = upper(s: first_name, t: 'x')")) == {(4, "E105"), (5, "E105")}
+
+
+def test_check_files_reports_misplaced_time_zones_the_parser_kept() -> None:
+    from whenthen.compiler.checker import check_files
+    from whenthen.diagnostics import Span
+
+    def at(line: int) -> Span:
+        return Span("h.rules", line * 10, line * 10 + 5, line, 1, line, 6)
+
+    file = ast.File("h.rules", (
+        ast.TriggerDecl("a.b", (ast.FieldDecl("x", ast.NamedType("str")),), span=at(1)),
+        ast.TimezoneDecl("Europe/Paris", span=at(2)),
+        ast.Rule(None, ast.TriggerRef("a.b", span=at(3)), ast.Binary("=", ast.Name("x", span=at(3)), ast.StrLit("y")),
+                 (), (ast.Stop(span=at(4)),), span=at(3), when_span=at(3)),
+    ))
+    program = check_files([file], [Source("h.rules", "")])
+    assert [(d.line, d.code) for d in program.diagnostics] == [(2, "E001")]
+    assert [(r.name, r.trigger) for r in program.rules] == [("h:3", "a.b")]
