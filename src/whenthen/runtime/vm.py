@@ -18,6 +18,7 @@ from whenthen.compiler.opcodes import Opcode
 from whenthen.diagnostics import RuntimeFailure
 from whenthen.runtime import ops
 from whenthen.runtime.values import UTC, pack, render, to_json, type_name, unpack
+from whenthen.stdlib.functions import FUNCTIONS, FunctionContext
 
 MAX_STEPS = 100_000  # instructions per activation
 MAX_EMIT_DEPTH = 32
@@ -107,14 +108,6 @@ class HostAbort(Exception):  # noqa: N818 - a signal, not an error of the run
     the last snapshot the engine took."""
 
 
-@dataclass(frozen=True)
-class FunctionContext:
-    """The first argument of every stdlib function implementation."""
-
-    now: dt.datetime
-    timezone: str
-
-
 # ----------------------------------------------------------------------------- frames
 
 
@@ -160,24 +153,9 @@ def start_frame(code: RuleCode, event: dict[str, Any], depth: int = 0) -> Frame:
 # ----------------------------------------------------------------------------- functions
 
 
-_function_table: dict[str, Any] | None = None
-
-
-def _functions() -> dict[str, Any]:
-    """The stdlib functions by name (imported late: the stdlib may import runtime values)."""
-    global _function_table
-    if _function_table is None:
-        from whenthen.stdlib import functions as stdlib_functions
-
-        table = getattr(stdlib_functions, "FUNCTIONS", None)
-        if table is None:
-            table = {sig.name: sig for sig in stdlib_functions.all_functions()}
-        _function_table = dict(table)
-    return _function_table
-
-
 def call_function(name: str, args: list[Any], ctx: FunctionContext) -> Any:
-    sig = _functions().get(name)
+    """Call a stdlib function: null in, null out unless the function says otherwise."""
+    sig = FUNCTIONS.get(name)
     if sig is None:
         raise RuntimeFailure(f"unknown function {name}()")
     if sig.null_in_null_out and any(a is None for a in args):
