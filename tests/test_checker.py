@@ -661,3 +661,15 @@ def test_check_files_reports_misplaced_time_zones_the_parser_kept() -> None:
     program = check_files([file], [Source("h.rules", "")])
     assert [(d.line, d.code) for d in program.diagnostics] == [(2, "E001")]
     assert [(r.name, r.trigger) for r in program.rules] == [("h:3", "a.b")]
+
+
+def test_the_spec_examples_check_clean() -> None:
+    import re
+
+    spec = REPO.parent / "shared" / "SPEC.md"
+    if not spec.exists():
+        pytest.skip("no SPEC.md beside the repository")
+    schema, vip = re.findall(r"```\n(.*?)```", spec.read_text(encoding="utf-8"), re.S)[:2]
+    program = check_program([Source("schema.rules", schema), Source("vip.rules", vip)])
+    assert program.diagnostics == []
+    assert [r.name for r in program.rules] == ["VIP welcome", "vip:16"]
