@@ -282,6 +282,7 @@ guest.id = "g1"
 
 
 def test_script_errors_are_diagnostics_and_the_session_goes_on(program: list[str]) -> None:
+    Path(program[0]).with_name("bad.rules").write_text("when guest.added where x = frist_name then stop\n")
     done = repl(program, """
 :trigger guest.added
 frist_name = 'x'
@@ -292,8 +293,11 @@ frist_name = 'x'
 :advance 'soon'
 len(
 
+:load bad.rules
+when guest.added where nope = 1 then log(message: 'x')
+:rules
 1 + 1
-""")
+""", cwd=Path(program[0]).parent)
     assert done.returncode == 1  # a script learns that something failed
     assert "Traceback" not in done.stderr
     err = done.stderr
@@ -305,7 +309,12 @@ len(
     assert "no such file or folder: nowhere.rules" in err
     assert ":advance needs a positive duration" in err
     assert "E001" in err  # `len(` is finished by the blank line and reported
-    assert done.stdout == "2 : int\n"
+    assert "bad.rules:1:28: error[E102]" in err and "   1 | when guest.added where x = frist_name" in err
+    assert "input:1:24: error[E102]" not in err  # typed definitions are named repl-N
+    assert "repl-1:1:24: error[E102]: unknown field 'nope'" in err
+    # neither the bad file nor the bad definition replaced the program
+    assert done.stdout.splitlines()[0].startswith("VIP welcome  guest.added")
+    assert done.stdout.splitlines()[1:] == ["2 : int"]
 
 
 def test_script_emit_advance_and_runs(program: list[str]) -> None:
