@@ -136,7 +136,7 @@ def _value(typ: Type, value: Any, path: str, depth: int) -> Any:
             return [_value(item, v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
     elif kind == "object":
         if isinstance(value, dict):
-            return _object(typ, value, path + ".", depth)
+            return _object(typ, value, path + "." if path else "", depth)
     raise _FieldError(path, f"expected {typ.base}, got {_kind(value)}")
 
 
@@ -268,7 +268,7 @@ def python_type(hint: Any) -> Type:
     import types
     import typing
 
-    if hint is Any or hint is None or hint is inspect_empty:
+    if hint is Any or hint is None:
         return Type("json", optional=hint is None)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -289,10 +289,11 @@ def python_type(hint: Any) -> Type:
     fields = getattr(hint, "model_fields", None)  # pydantic v2
     if isinstance(fields, dict):
         return Type("object", fields=tuple((n, python_type(f.annotation)) for n, f in fields.items()))
-    annotations = getattr(hint, "__annotations__", None)
-    if isinstance(hint, type) and issubclass(hint, dict) and annotations:  # TypedDict
+    if isinstance(hint, type) and issubclass(hint, dict) and getattr(hint, "__annotations__", None):  # TypedDict
+        try:
+            annotations = typing.get_type_hints(hint)
+        except Exception:  # unresolvable forward references: keep the fields, untyped
+            annotations = {name: Any for name in hint.__annotations__}
         return Type("object", fields=tuple((n, python_type(t)) for n, t in annotations.items()))
     return Type("json")
 
-
-inspect_empty = object()

@@ -24,10 +24,13 @@ SUMMARY_KEYS = ("runs", "filtered", "completed", "waiting", "failed", "exited")
 
 @dataclass
 class EventLine:
+    """One line of the events file; `error` is set (and the rest empty) when it cannot be read."""
+
     line: int
-    trigger: str
-    at: dt.datetime | None
-    data: Any
+    trigger: str = ""
+    at: dt.datetime | None = None
+    data: Any = None
+    error: str | None = None
 
 
 @dataclass
@@ -46,9 +49,9 @@ class SimulationResult:
         return not any(d.is_error for d in self.diagnostics) and not self.event_errors
 
 
-def read_events(path: str | Path) -> tuple[list[EventLine], list[str]]:
-    """The event lines of a JSONL file, and `FILE:LINE: error: …` for lines that cannot be read."""
-    events, errors = [], []
+def read_events(path: str | Path) -> list[EventLine]:
+    """The lines of a JSONL events file, in order; unreadable ones carry `FILE:LINE: error: …`."""
+    events = []
     text = Path(path).read_text(encoding="utf-8")
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -56,10 +59,10 @@ def read_events(path: str | Path) -> tuple[list[EventLine], list[str]]:
         try:
             trigger, at, data = parse_event_line(line)
         except EventError as exc:
-            errors.append(f"{path}:{number}: error: {exc}")
+            events.append(EventLine(number, error=f"{path}:{number}: error: {exc}"))
             continue
         events.append(EventLine(number, trigger, at, data))
-    return events, errors
+    return events
 
 
 def simulate(
@@ -87,9 +90,7 @@ def simulate(
         if on_event_error is not None:
             on_event_error(message)
 
-    events, errors = read_events(events_path)
-    for message in errors:
-        event_error(message)
+    events = read_events(events_path)
     times = [e.at for e in events if e.at is not None]
     start = min(times) if times else (until or dt.datetime.now(dt.UTC))
     clock = SimulatedClock(start)
@@ -125,6 +126,9 @@ def simulate(
 
         current = start
         for event in events:
+            if event.error is not None:
+                event_error(event.error)
+                continue
             if event.at is not None and event.at > current:
                 current = event.at
             advance(current)
