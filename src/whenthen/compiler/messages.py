@@ -106,8 +106,12 @@ def emit_field_type(field: str, trigger: str, want: Type, got: Type) -> str:
     return f"field '{field}' of {trigger} must be {want}, got {got}"
 
 
-def function_argument(callee: str, detail: str) -> str:
-    return f"{callee}(): {detail}"
+def len_argument(got: Type) -> str:
+    return f"len() needs a string or a list, got {got}"
+
+
+def coalesce_mixed(first: Type, other: Type) -> str:
+    return f"coalesce() arguments must have one type: {first} and {other}"
 
 
 def mixed_list(first: Type, other: Type) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from whenthen.compiler import messages
 from whenthen.compiler.decls import FunctionSig, ParamSig
 from whenthen.compiler.types import ANY, DATE, DATETIME, INT, STR, Type, unify
 
@@ -89,7 +90,7 @@ def _coalesce(ctx: Any, *values: Any) -> Any:
 def _len_type(args: list[Type]) -> Type:
     kind = args[0].kind if args else "any"
     if kind not in ("str", "enum", "list", "json", "any", "null"):
-        raise ArgumentTypeError(f"len() needs a string or a list, got {args[0]}")
+        raise ArgumentTypeError(messages.len_argument(args[0]))
     return INT
 
 
@@ -100,7 +101,7 @@ def _coalesce_type(args: list[Type]) -> Type:
     for other in args[1:]:
         joined = unify(result, other)
         if joined is None:
-            raise ArgumentTypeError(f"coalesce() arguments must have one type: {result} and {other}")
+            raise ArgumentTypeError(messages.coalesce_mixed(result, other))
         result = joined
     # coalesce(a, b) is null only when every argument may be null
     return result.as_optional(all(a.optional for a in args))
