@@ -216,7 +216,8 @@ def test_interactive_evaluates_and_completes_with_tab(session: ReplSession) -> N
 
 
 def test_interactive_multi_line_rule_and_quit(session: ReplSession) -> None:
-    drive(session, ["when email.opened\r", "then log(message: campaign)\r", "\r", "len(['a'])\r", ":quit\r"])
+    drive(session, [("(1 +", "(1 +"), "\x03",  # Ctrl-C drops the unfinished input
+                    "when email.opened\r", "then log(message: campaign)\r", "\r", "len(['a'])\r", ":quit\r"])
     assert session.errors == []  # type: ignore[attr-defined]
     assert any(line.startswith("defined rule 'repl-1:1'") for line in session.outputs)  # type: ignore
     assert "1 : int" in session.outputs  # type: ignore[attr-defined]

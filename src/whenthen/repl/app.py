@@ -59,10 +59,13 @@ def run_repl(paths: list[str], *, now: dt.datetime | None = None, actions: Seque
                           actions=actions)
     if paths:
         session.load(paths)
-    if interactive:
-        run_interactive(session)
-        return 0
-    run_lines(session, stdin)
+    try:
+        if interactive:
+            run_interactive(session)
+            return 0
+        run_lines(session, stdin)
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C while reading a script: stop quietly, as shells expect
     return 1 if session.failed else 0
 
 
@@ -121,8 +124,11 @@ def run_interactive(session: ReplSession, prompt: PromptSession | None = None) -
             continue
         except EOFError:
             return
-        if not session.handle(text):
-            return
+        try:
+            if not session.handle(text):
+                return
+        except KeyboardInterrupt:  # Ctrl-C during a long :advance stops it, not the session
+            session.err("interrupted")
 
 
 def _writer(stream: TextIO):

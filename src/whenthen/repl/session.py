@@ -126,6 +126,8 @@ class ReplSession:
             self._diagnostics(exc.diagnostics)
         except WhenthenError as exc:
             self._error(str(exc))
+        except Exception as exc:  # a bug below must not end the session or print a traceback
+            self._error(f"internal error: {type(exc).__name__}: {exc} (please report it)")
         return True
 
     def note(self, message: str) -> None:

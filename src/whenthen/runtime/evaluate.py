@@ -176,7 +176,8 @@ def prepare_expression(expression: str, trigger: str | None, schema: Schema,
 
     trigger_schema = None
     if trigger is not None:
-        trigger_schema = schema.triggers.get(trigger)
+        # The stdlib's triggers (run.failed, …) are in scope even when `schema` omits them.
+        trigger_schema = schema.triggers.get(trigger) or _stdlib_triggers().get(trigger)
         if trigger_schema is None:
             raise CompileError([_unknown_trigger(trigger, schema)])
     expr, diagnostics = parse_expr(expression, "input")
@@ -261,6 +262,12 @@ def format_explanation(parts: list[ConditionPart], timezone: str | None = None, 
         line = f"{text.ljust(text_width)}  {shown.ljust(value_width)}"
         lines.append((line + f"  ({details})" if details else line).rstrip())
     return "\n".join(lines)
+
+
+def _stdlib_triggers() -> dict[str, TriggerSchema]:
+    from whenthen.stdlib import default_schema
+
+    return default_schema().triggers
 
 
 def _unknown_trigger(name: str, schema: Schema) -> Diagnostic:
