@@ -63,6 +63,12 @@ JANE = (
 )
 
 
+@pytest.fixture(autouse=True)
+def no_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never write to the user's history file."""
+    monkeypatch.setenv(HISTORY_ENV, "")
+
+
 @pytest.fixture()
 def program(tmp_path: Path) -> list[str]:
     (tmp_path / "schema.rules").write_text(SCHEMA)

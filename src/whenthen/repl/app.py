@@ -55,8 +55,8 @@ def run_repl(paths: list[str], *, now: dt.datetime | None = None, actions: Seque
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     interactive = stdin.isatty() and stdout.isatty()
-    session = ReplSession(now=now, out=_writer(stdout), err=_writer(stderr), quiet=not interactive,
-                          actions=actions)
+    err = _colored_writer(stderr, "\x1b[31m") if interactive and stderr.isatty() else _writer(stderr)
+    session = ReplSession(now=now, out=_writer(stdout), err=err, quiet=not interactive, actions=actions)
     if paths:
         session.load(paths)
     try:
@@ -134,6 +134,15 @@ def run_interactive(session: ReplSession, prompt: PromptSession | None = None) -
 def _writer(stream: TextIO):
     def write(text: str) -> None:
         stream.write(text + "\n")
+        stream.flush()
+
+    return write
+
+
+def _colored_writer(stream: TextIO, color: str):
+    """Errors in red on a terminal, so they stand out from results."""
+    def write(text: str) -> None:
+        stream.write(f"{color}{text}\x1b[0m\n")
         stream.flush()
 
     return write
