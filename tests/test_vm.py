@@ -375,7 +375,7 @@ def _statements(depth: int) -> st.SearchStrategy[str]:
     )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=st.lists(_statements(2), min_size=1, max_size=6).map("\n".join),
     age=st.one_of(st.none(), st.integers(0, 90)),
@@ -415,7 +415,7 @@ class CrashingHost(RecordingHost):
         return result
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=st.lists(_statements(1), min_size=1, max_size=6).map("\n".join),
     crashes=st.sets(st.integers(1, 12), max_size=4),
