@@ -181,3 +181,13 @@ def test_runtime_values_round_trip_through_msgpack(value) -> None:
 def test_code_position_lookup() -> None:
     code = Code("x", ((Opcode.CONST, 0), (Opcode.POP, 0), (Opcode.HALT, 0)), (1,), (), ((0, 3, 5), (2, 4, 1)))
     assert [code.position(pc) for pc in range(3)] == [(3, 5), (3, 5), (4, 1)]
+
+
+def test_malformed_call_descriptors_are_rejected_at_decode() -> None:
+    code = compile_text(PROGRAM)["All"]
+    data = code.to_data()
+    consts = data["body"][2]
+    (index,) = [i for i, c in enumerate(consts) if isinstance(c, list) and c and c[0] == "log"]
+    consts[index] = ["log", "message"]  # names must be a list
+    with pytest.raises(BytecodeError, match="bad argument"):
+        RuleCode.from_data(data)

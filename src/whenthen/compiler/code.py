@@ -113,13 +113,33 @@ class Code:
             elif op in NAME_OPS:
                 ok = 0 <= arg < len(self.names)
             elif op in CONST_OPS:
-                ok = 0 <= arg < len(self.consts)
+                ok = 0 <= arg < len(self.consts) and _descriptor_ok(op, self.consts[arg], len(self.codes))
             elif op in (Opcode.BUILD_LIST, Opcode.BUILD_STRING):
                 ok = arg >= 0
             if not ok:
                 raise BytecodeError(f"corrupt bytecode: bad argument {arg} to {op.name} at {pc} in {self.name!r}")
         if not self.instrs or self.instrs[-1][0] not in (Opcode.RETURN, Opcode.HALT, Opcode.JUMP):
             raise BytecodeError(f"corrupt bytecode: code {self.name!r} does not end")
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _descriptor_ok(op: Opcode, const: Any, code_count: int) -> bool:
+    """Is a call/emit/wait/branch constant shaped as opcodes.py describes?"""
+    if op is Opcode.CALL_FUNC:
+        return isinstance(const, list) and len(const) == 2 and isinstance(const[0], str) \
+            and isinstance(const[1], int) and const[1] >= 0
+    if op in (Opcode.CALL_ACTION, Opcode.EMIT):
+        return isinstance(const, list) and len(const) == 2 and isinstance(const[0], str) and _str_list(const[1])
+    if op is Opcode.WAIT_FOR:
+        return (isinstance(const, list) and len(const) == 4 and isinstance(const[0], str)
+                and isinstance(const[1], int) and -1 <= const[1] < code_count
+                and isinstance(const[2], bool) and _str_list(const[3]))
+    if op is Opcode.BRANCH:
+        return isinstance(const, str)
+    return True
 
 
 @dataclass(frozen=True)
