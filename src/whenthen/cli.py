@@ -434,3 +434,48 @@ def simulate(paths: tuple[str, ...], events_file: str, until: str | None, fmt: s
         click.echo("warning: stopped after too many resumptions; give --until", err=True)
     if result.event_errors:
         sys.exit(EXIT_INPUT_ERROR)
+
+
+# ----------------------------------------------------------------------------- authoring tools
+
+
+@main.command("fmt")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--check", "check_only", is_flag=True, help="Change nothing; list files that would change (exit 1).")
+def fmt_cmd(paths: tuple[str, ...], check_only: bool) -> None:
+    """Format files or folders of *.rules in the canonical layout (`-`: stdin to stdout)."""
+    from whenthen.tools.fmt import FormatError, format_file, format_source, rules_files
+
+    if paths == ("-",):
+        text = sys.stdin.read()
+        try:
+            click.echo(format_source(text, "<stdin>"), nl=False)
+        except FormatError as exc:
+            click.echo("\n".join(d.render(text) for d in exc.diagnostics), err=True)
+            sys.exit(EXIT_INPUT_ERROR)
+        return
+    try:
+        files = rules_files(list(paths))
+        results = [format_file(path) for path in files]
+    except FileNotFoundError as exc:
+        fail(f"no such file or folder: {exc}")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read input: {exc}")
+    failed = False
+    for result in results:
+        if result.diagnostics:
+            failed = True
+            click.echo("\n".join(d.render(result.original) for d in result.diagnostics), err=True)
+            click.echo(f"{result.path}: not formatted (syntax errors)", err=True)
+        elif result.changed:
+            if check_only:
+                failed = True
+                click.echo(f"would reformat {result.path}")
+            else:
+                try:
+                    result.path.write_text(result.formatted or "", encoding="utf-8")
+                except OSError as exc:
+                    fail(f"cannot write {result.path}: {exc.strerror}")
+                click.echo(f"formatted {result.path}", err=True)
+    if failed:
+        sys.exit(EXIT_INPUT_ERROR)

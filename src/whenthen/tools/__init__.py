@@ -1,0 +1,1 @@
+"""Authoring tools: the formatter, flow graphs and the language server."""
