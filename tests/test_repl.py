@@ -173,6 +173,7 @@ def test_completes_commands_triggers_fields_functions_and_actions(session: ReplS
     assert ":trigger" in complete(session, ":tr")
     assert complete(session, ":trigger guest.a") == {"guest.added": "trigger"}
     assert "email.opened" in complete(session, ":emit em")
+    assert complete(session, ":schema set_")["set_status"] == "set_status(guest_id: str, status: str)"
     session.handle(":trigger guest.added")
     fields = complete(session, "ca")
     assert fields["category"] == "'VIP' | 'Visitor' | 'Press'"

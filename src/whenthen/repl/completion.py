@@ -147,9 +147,18 @@ class WhenthenCompleter(Completer):
             return
         if command in TRIGGER_COMMANDS and " " not in rest.strip() and not rest.startswith(("{", "@")):
             partial = rest.strip()
-            for name in sorted(self.get_schema().triggers):
+            schema = self.get_schema()
+            for name in sorted(schema.triggers):
                 if name.startswith(partial):
                     yield Completion(name, start_position=-len(partial), display_meta="trigger")
+            if command == ":schema":  # `:schema NAME` also shows an action's or function's signature
+                for name, action in sorted(schema.actions.items()):
+                    if name.startswith(partial):
+                        yield Completion(name, start_position=-len(partial), display_meta=action_signature(action))
+                for name, function in sorted(schema.functions.items()):
+                    if name.startswith(partial):
+                        yield Completion(name, start_position=-len(partial),
+                                         display_meta=function_signature(function))
         elif command == ":load" or (command == ":event" and rest.startswith("@")):
             partial = rest.split(" ")[-1].lstrip("@")
             yield from self._paths.get_completions(Document(partial), CompleteEvent())

@@ -176,8 +176,17 @@ class ReplSession:
     # ------------------------------------------------------------------ program
 
     def load(self, paths: list[str]) -> bool:
-        """Load more files or folders; on errors keep the previous program and show diagnostics."""
-        return self._recheck(self.paths + [p for p in paths if p not in self.paths], self.typed)
+        """Load more files or folders (again: reload them); on errors keep the previous program and
+        show diagnostics."""
+        try:
+            loaded = self._recheck(self.paths + [p for p in paths if p not in self.paths], self.typed)
+        except WhenthenError as exc:  # unreadable file, not UTF-8, …
+            self._error(str(exc))
+            return False
+        if loaded and self.checked is not None:
+            triggers = sum(t.origin == "program" for t in self.schema.triggers.values())
+            self.note(f"loaded {', '.join(paths)}: {len(self.checked.rules)} rule(s), {triggers} trigger(s)")
+        return loaded
 
     def _define(self, text: str) -> None:
         name = f"repl-{len(self.typed) + 1}"
@@ -203,6 +212,7 @@ class ReplSession:
             self.note(f"trigger {self.trigger} is no longer declared; no trigger set")
             self.trigger, self.event = None, None
         if self._simulation is not None:
+            self._simulation.timezone = self.timezone
             self._simulation.publish(checked)
         return True
 
@@ -276,9 +286,7 @@ class ReplSession:
         if missing:
             self._error(f"no such file or folder: {', '.join(missing)}")
             return
-        if self.load(paths):
-            count = len(self.checked.rules) if self.checked else 0
-            self.note(f"loaded {', '.join(paths)}: {count} rule(s)")
+        self.load(paths)
 
     def cmd_rules(self, rest: str) -> None:
         if self.checked is None or not self.checked.rules:
