@@ -442,3 +442,13 @@ def test_crash_and_resume_from_the_last_snapshot_reuses_step_numbers(body, crash
     for name, args, step, _ in actions(host):
         assert by_step.setdefault(step, (name, args)) == (name, args)  # same step, same action
     assert [(n, a, s) for n, a, s, _ in actions(plain)] == [(n, a, s) for s, (n, a) in sorted(by_step.items())]
+
+
+def test_action_results_are_normalised_or_fail_clearly() -> None:
+    code = rule("  let form = create_form(template: 'x')\n  wait 1h\n  record(value: form.id)")
+    host = RecordingHost(results={"create_form": {"id": ("a", 1), "url": "u"}})
+    result, frame = run_all(code, GUEST, host, snapshot=True)
+    assert result == Done() and actions(host)[-1][1] == {"value": ["a", 1]}
+    host = RecordingHost(results={"create_form": object()})
+    result, _ = run_all(code, GUEST, host)
+    assert isinstance(result, Failed) and "create_form returned an unusable result" in result.error

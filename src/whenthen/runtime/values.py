@@ -78,6 +78,18 @@ def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
 
 
+def normalize(value: Any) -> Any:
+    """A value from outside (an action's result) as a runtime value: tuples become lists; a type
+    that cannot be stored raises UnstorableValue."""
+    if value is None or isinstance(value, (str, bool, int, float, dt.date, dt.timedelta)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [normalize(item) for item in value]
+    if isinstance(value, dict):
+        return {key if isinstance(key, str) else str(key): normalize(item) for key, item in value.items()}
+    raise UnstorableValue(f"a value of type {type(value).__name__} is not a whenthen value")
+
+
 # ----------------------------------------------------------------------------- time zones
 
 

@@ -17,7 +17,7 @@ from whenthen.compiler.code import BytecodeError, Code, RuleCode
 from whenthen.compiler.opcodes import Opcode
 from whenthen.diagnostics import RuntimeFailure
 from whenthen.runtime import ops
-from whenthen.runtime.values import UTC, pack, render, to_json, type_name, unpack
+from whenthen.runtime.values import UTC, UnstorableValue, normalize, pack, render, to_json, type_name, unpack
 from whenthen.stdlib.functions import FUNCTIONS, FunctionContext
 
 MAX_STEPS = 100_000  # instructions per activation
@@ -194,8 +194,8 @@ def _interpret(
     now: dt.datetime | None = None,
     budget: int = MAX_STEPS,
 ) -> Any:
-    """Execute `code` from frame.pc. Returns the value of RETURN, Done, or a Suspended (with the
-    frame advanced past the wait); raises RuntimeFailure (with `.pc` set) on a runtime error."""
+    """Execute `code` from frame.pc. Returns a _Return (RETURN's value), Done, or a Suspended (with
+    the frame advanced past the wait); raises RuntimeFailure (with `.pc` set) on a runtime error."""
     instrs = code.instrs
     consts = code.consts
     names = code.names
@@ -315,7 +315,10 @@ def _effect(
             raise
         except Exception as exc:
             raise RuntimeFailure(f"action {name} failed: {exc}") from None
-        stack.append(result)
+        try:
+            stack.append(normalize(result))
+        except UnstorableValue as exc:
+            raise RuntimeFailure(f"action {name} returned an unusable result: {exc}") from None
         return None
     if op is Opcode.EMIT:
         trigger, field_names = consts[arg]
