@@ -444,3 +444,20 @@ def test_real_terminal_under_tmux(program: list[str]) -> None:
         assert "guest.added> first_name" in text
     finally:
         tmux("kill-session", "-t", name)
+
+
+def test_unreadable_files_and_internal_errors_do_not_end_the_session(tmp_path: Path, monkeypatch) -> None:
+    out: list[str] = []
+    err: list[str] = []
+    repl = ReplSession(now=NOW, out=out.append, err=err.append)
+    (tmp_path / "binary.rules").write_bytes(b"\xff\xfe")
+    assert repl.load([str(tmp_path / "binary.rules")]) is False
+    assert "not UTF-8" in err[-1]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("whenthen.repl.session.prepare_expression", broken)
+    assert repl.handle("1 + 1") is True
+    assert err[-1] == "error: internal error: RuntimeError: boom (please report it)"
+    assert repl.failed
