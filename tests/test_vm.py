@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from _vm_support import T0, RecordingHost, actions, compile_text, only_rule, run_all
 from whenthen.compiler.code import BytecodeError, RuleCode
+from whenthen.runtime.values import render, to_json
 from whenthen.runtime.vm import (
     Done,
     Failed,
@@ -452,3 +453,31 @@ def test_action_results_are_normalised_or_fail_clearly() -> None:
     host = RecordingHost(results={"create_form": object()})
     result, _ = run_all(code, GUEST, host)
     assert isinstance(result, Failed) and "create_form returned an unusable result" in result.error
+
+
+@pytest.mark.parametrize(
+    ("value", "timezone", "text"),
+    [
+        (dt.timedelta(0), None, "0s"),
+        (dt.timedelta(hours=1, minutes=30), None, "1h30m"),
+        (dt.timedelta(days=8, seconds=5), None, "1w1d5s"),
+        (dt.timedelta(minutes=-15), None, "-15m"),
+        (dt.timedelta(seconds=1, milliseconds=500), None, "1.5s"),
+        (80, None, "80"), (80.0, None, "80.0"), (12.5, None, "12.5"), (False, None, "false"),
+        (None, None, ""), ([1, None, "x", [2.0]], None, "1, , x, 2.0"),
+        (dt.date(2026, 12, 1), "Europe/Paris", "2026-12-01"),
+        (dt.datetime(2026, 7, 1, 7, 0, tzinfo=UTC), "Europe/Paris", "2026-07-01T09:00:00+02:00"),
+        (dt.datetime(2026, 7, 1, 7, 0, 0, 250000, tzinfo=UTC), None, "2026-07-01T07:00:00.250000Z"),
+        (dt.datetime(2026, 1, 1, 7, 0, tzinfo=UTC), "Europe/London", "2026-01-01T07:00:00+00:00"),
+        ({"a": dt.timedelta(hours=1)}, None, '{"a": 3600}'),
+    ],
+)
+def test_template_rendering_of_values(value, timezone, text) -> None:
+    assert render(value, timezone) == text
+
+
+def test_json_for_traces() -> None:
+    assert to_json({"at": dt.datetime(2026, 1, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+                    "d": dt.timedelta(seconds=90), "half": dt.timedelta(milliseconds=500),
+                    "day": dt.date(2026, 1, 2), "l": (1, "a")}) == {
+        "at": "2026-01-01T09:00:00Z", "d": 90, "half": 0.5, "day": "2026-01-02", "l": [1, "a"]}
