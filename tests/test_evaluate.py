@@ -205,3 +205,13 @@ def test_runtime_errors_are_whenthen_errors(schema) -> None:
 def test_explain_treats_plain_double_quoted_strings_as_literals(schema) -> None:
     [part] = explain_condition('category = "VIP"', "guest.added", JANE, schema)
     assert part.operands == (("category", "VIP"),)
+
+
+def test_a_bare_schema_still_has_the_stdlib_in_scope() -> None:
+    from whenthen.compiler.decls import Schema, TriggerSchema
+    from whenthen.compiler.types import STR, object_of
+
+    bare = Schema(triggers={"shop.order": TriggerSchema("shop.order", object_of({"ref": STR}))})
+    assert evaluate_expression("len(upper(ref))", "shop.order", {"ref": "abc"}, bare) == 3
+    failed = {"rule": "r", "run_id": "7", "error": "boom"}
+    assert evaluate_expression("run_id = '7'", "run.failed", failed, bare) is True

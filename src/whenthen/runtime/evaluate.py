@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from whenthen.compiler.decls import Schema, TriggerSchema
 from whenthen.compiler.types import Type
 from whenthen.diagnostics import CompileError, Diagnostic, EventError, error
 from whenthen.grammar import ast
 from whenthen.runtime import values
+
+if TYPE_CHECKING:
+    from whenthen.compiler.checker import CheckedExpr
+    from whenthen.compiler.code import Code
 
 UTC = dt.UTC
 _LITERALS = (ast.StrLit, ast.IntLit, ast.FloatLit, ast.BoolLit, ast.NullLit, ast.DurationLit,
@@ -36,11 +40,15 @@ class PreparedExpression:
     expr: ast.Expr
     type: Type
     trigger: TriggerSchema | None
-    schema: Schema
+    schema: Schema  # the stdlib overlaid with the caller's schema, as the checker saw it
     timezone: str
-    checked: Any  # the checker's side tables for this expression
-    uses_event: bool
-    _codes: dict[int, Any] = field(default_factory=dict)
+    checked: CheckedExpr  # the checker's side tables (refs, calls) for the code generator
+    _codes: dict[int, Code] = field(default_factory=dict)
+
+    @property
+    def uses_event(self) -> bool:
+        """Does the expression read the event (a field, the alias or `event`)?"""
+        return any(ref.kind in ("field", "event") for ref in self.checked.refs.values())
 
     @property
     def is_condition(self) -> bool:
@@ -72,10 +80,14 @@ class PreparedExpression:
 
     def value_of(self, node: ast.Expr, event: dict[str, Any] | None, now: dt.datetime | None = None) -> Any:
         """Run one (sub-)expression on an already coerced event, through the code generator and VM."""
+        from whenthen.compiler.codegen import compile_expression
+        from whenthen.runtime import vm
+
         code = self._codes.get(node.id)
         if code is None:
-            code = self._codes[node.id] = _compile(self, node)
-        return _run(self, code, event, now)
+            code = compile_expression(node, self.checked.refs, self.checked.calls, self.schema, self.timezone)
+            self._codes[node.id] = code
+        return vm.evaluate(code, event or {}, self.timezone, now=now)
 
     def evaluate(self, event: dict[str, Any] | None, now: dt.datetime | None = None) -> Any:
         return self.value_of(self.expr, self.coerce_event(event), now)
@@ -174,10 +186,10 @@ def prepare_expression(expression: str, trigger: str | None, schema: Schema,
     from whenthen.compiler.checker import check_expr
     from whenthen.grammar.parser import parse_expr
 
+    schema = _with_stdlib(schema)
     trigger_schema = None
     if trigger is not None:
-        # The stdlib's triggers (run.failed, …) are in scope even when `schema` omits them.
-        trigger_schema = schema.triggers.get(trigger) or _stdlib_triggers().get(trigger)
+        trigger_schema = schema.triggers.get(trigger)
         if trigger_schema is None:
             raise CompileError([_unknown_trigger(trigger, schema)])
     expr, diagnostics = parse_expr(expression, "input")
@@ -186,16 +198,7 @@ def prepare_expression(expression: str, trigger: str | None, schema: Schema,
     checked = check_expr(expr, schema, trigger)
     if not checked.ok:
         raise CompileError(checked.diagnostics)
-    return PreparedExpression(
-        text=expression,
-        expr=expr,
-        type=_type_of(checked, expr),
-        trigger=trigger_schema,
-        schema=schema,
-        timezone=timezone,
-        checked=checked,
-        uses_event=_uses_event(checked),
-    )
+    return PreparedExpression(expression, expr, checked.type, trigger_schema, schema, timezone, checked)
 
 
 def evaluate_expression(expression: str, trigger: str | None = None, event: dict[str, Any] | None = None,
@@ -264,10 +267,15 @@ def format_explanation(parts: list[ConditionPart], timezone: str | None = None, 
     return "\n".join(lines)
 
 
-def _stdlib_triggers() -> dict[str, TriggerSchema]:
+def _with_stdlib(schema: Schema) -> Schema:
+    """The stdlib and system declarations overlaid with `schema`'s, as the checker scopes them."""
     from whenthen.stdlib import default_schema
 
-    return default_schema().triggers
+    merged = default_schema()
+    merged.triggers.update(schema.triggers)
+    merged.actions.update(schema.actions)
+    merged.functions.update(schema.functions)
+    return merged
 
 
 def _unknown_trigger(name: str, schema: Schema) -> Diagnostic:
@@ -279,27 +287,3 @@ def _unknown_trigger(name: str, schema: Schema) -> Diagnostic:
     hint = f"; did you mean '{close[0]}'?" if close else ""
     span = Span("input", 0, len(name), 1, 1, 1, len(name) + 1)
     return error(span, "E101", f"unknown trigger '{name}'{hint}")
-
-
-# ----------------------------------------------------------------------------- checker/codegen/VM glue
-
-
-def _type_of(checked: Any, expr: ast.Expr) -> Type:
-    return checked.type
-
-
-def _uses_event(checked: Any) -> bool:
-    return any(ref.kind in ("field", "event") for ref in checked.refs.values())
-
-
-def _compile(prepared: PreparedExpression, node: ast.Expr) -> Any:
-    from whenthen.compiler.codegen import compile_expression
-
-    checked = prepared.checked
-    return compile_expression(node, checked.refs, checked.calls, prepared.schema, prepared.timezone)
-
-
-def _run(prepared: PreparedExpression, code: Any, event: dict[str, Any] | None, now: dt.datetime | None) -> Any:
-    from whenthen.runtime import vm
-
-    return vm.evaluate(code, event or {}, prepared.timezone, now=now)
