@@ -20,6 +20,7 @@ from whenthen.runtime.vm import (
     eval_filter,
     exit_correlation,
     exit_matches,
+    filter_error,
     run,
     start_frame,
     wait_matches,
@@ -332,6 +333,9 @@ def test_filters_exits_and_their_correlation() -> None:
     assert eval_filter(code, GUEST)
     assert not eval_filter(code, {**GUEST, "age": None})
     assert not eval_filter(code, {**GUEST, "age": "x"})  # a type surprise counts as false
+    failure = filter_error(code, {**GUEST, "age": "x"})
+    assert failure is not None and "cannot apply '>=' to str and int" in failure.error and failure.line > 0
+    assert filter_error(code, GUEST) is None
     assert exit_correlation(code, 0, GUEST) == (("guest_id", "g1"), ("campaign", "stop"))
     assert exit_matches(code, 0, GUEST, {"guest_id": "g1", "campaign": "stop"})
     assert not exit_matches(code, 0, GUEST, {"guest_id": "g1", "campaign": "go"})

@@ -133,6 +133,3 @@ BINARY_OPS: dict[str, Opcode] = {
     "not in": Opcode.NOT_IN,
     "matches": Opcode.MATCHES,
 }
-
-# The operator text of each binary opcode, for messages and the disassembler.
-BINARY_SYMBOLS: dict[Opcode, str] = {op: sym for sym, op in BINARY_OPS.items()}
