@@ -260,9 +260,13 @@ def revert(obj: Context, rule: str, version: int, author: str | None) -> None:
 @main.command()
 @click.argument("trigger")
 @_format_option
+@click.option("--path", "paths", multiple=True, help="Look in these files or folders, not the published rules.")
 @click.pass_obj
-def uses(obj: Context, trigger: str, fmt: str) -> None:
+def uses(obj: Context, trigger: str, fmt: str, paths: tuple[str, ...]) -> None:
     """Where a trigger is started on, awaited, exited on or emitted (current versions)."""
+    if paths:
+        _uses_in_files(trigger, list(paths), fmt)
+        return
     found = _engine(obj).uses(trigger)
     if fmt == "json":
         _print_json(found)
@@ -479,3 +483,56 @@ def fmt_cmd(paths: tuple[str, ...], check_only: bool) -> None:
                 click.echo(f"formatted {result.path}", err=True)
     if failed:
         sys.exit(EXIT_INPUT_ERROR)
+
+
+def _uses_in_files(trigger: str, paths: list[str], fmt: str) -> None:
+    """`uses --path`: the same listing, read from source files (with file:line instead of version)."""
+    from whenthen.tools.graph import program_rules, uses_of_trigger
+
+    try:
+        found = [vars(u) for u in uses_of_trigger(program_rules(paths), trigger)]
+    except CompileError as exc:
+        print_diagnostics(exc.diagnostics)
+        sys.exit(EXIT_INPUT_ERROR)
+    except WhenthenError as exc:
+        fail(str(exc))
+    if fmt == "json":
+        _print_json(found)
+        return
+    if not found:
+        click.echo(f"no rule uses {trigger}")
+        return
+    _table([[u["how"], u["rule"], f"{u['file']}:{u['line']}"] for u in found], ["HOW", "RULE", "WHERE"])
+
+
+@main.command()
+@click.argument("target", metavar="RULE-OR-PATH")
+@click.option("--rule", "rule", default=None, help="With a path: draw this rule's flow.")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
+@click.pass_obj
+def graph(obj: Context, target: str, rule: str | None, fmt: str) -> None:
+    """Draw a rule's flow, or how the rules of a folder chain through triggers.
+
+    RULE-OR-PATH: a file or folder (one rule: its flow; several: the chain), or a rule name
+    looked up in ./*.rules, then among the published rules of --db.
+    """
+    from whenthen.tools.graph import GraphInputError, graph_for, to_dot, to_mermaid
+
+    try:
+        drawn = graph_for(target, obj.db, rule)
+    except CompileError as exc:
+        print_diagnostics(exc.diagnostics)
+        sys.exit(EXIT_INPUT_ERROR)
+    except GraphInputError as exc:
+        fail(str(exc), EXIT_INPUT_ERROR)
+    except WhenthenError as exc:
+        fail(str(exc))
+    click.echo(to_dot(drawn) if fmt == "dot" else to_mermaid(drawn), nl=False)
+
+
+@main.command()
+def lsp() -> None:
+    """Run the language server on stdin/stdout (for editors)."""
+    from whenthen.tools.lsp import serve
+
+    serve()
