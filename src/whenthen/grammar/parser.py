@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from whenthen.diagnostics import Diagnostic, Span, error
 from whenthen.grammar import ast
@@ -27,15 +27,37 @@ _LARK_OPTIONS: dict[str, Any] = dict(
 )
 
 
-@lru_cache(maxsize=1)
+_lark: Lark | None = None
+# The builder runs inside the LALR parser (no intermediate tree); it is shared, so parses are
+# serialised, and re-entrant because template expressions are parsed from inside a callback.
+_lock = threading.RLock()
+
+
 def get_lark() -> Lark:
     """The grammar, loaded once per process (and cached on disk by Lark between processes)."""
-    try:
-        return Lark.open_from_package(
-            "whenthen.grammar", "whenthen.lark", postlex=PostLexer(), cache=True, **_LARK_OPTIONS
-        )
-    except OSError:  # an unwritable cache directory must not stop parsing
-        return Lark.open_from_package("whenthen.grammar", "whenthen.lark", postlex=PostLexer(), **_LARK_OPTIONS)
+    global _lark
+    with _lock:
+        if _lark is None:
+            options = dict(_LARK_OPTIONS, postlex=PostLexer(), transformer=_BUILDER)
+            try:
+                _lark = Lark.open_from_package("whenthen.grammar", "whenthen.lark", cache=True, **options)
+            except OSError:  # an unwritable cache directory must not stop parsing
+                _lark = Lark.open_from_package("whenthen.grammar", "whenthen.lark", **options)
+        return _lark
+
+
+def _run(text: str, start: str, locator: _Locator) -> tuple[Any, list[Diagnostic]]:
+    """Parse `text` from `start` into AST nodes; raises Lark's UnexpectedInput on a syntax error."""
+    diagnostics: list[Diagnostic] = []
+    with _lock:
+        lark = get_lark()
+        saved = _BUILDER.loc, _BUILDER.diagnostics
+        _BUILDER.loc, _BUILDER.diagnostics = locator, diagnostics
+        try:
+            result = lark.parse(text, start=start)
+        finally:
+            _BUILDER.loc, _BUILDER.diagnostics = saved
+    return result, diagnostics
 
 
 # ----------------------------------------------------------------------------- positions
@@ -57,13 +79,19 @@ class _Locator:
             self.line + end_line - 1, (self.column + end_col - 1) if end_line == 1 else end_col,
         )
 
+    def shift(self, offset: int, line: int, col: int) -> tuple[int, int, int]:
+        """A position in the parsed text as a position in the file."""
+        return self.offset + offset, self.line + line - 1, (self.column + col - 1) if line == 1 else col
+
     def token(self, tok: Token) -> Span:
         start = tok.start_pos or 0
-        line = tok.line or 1
-        col = tok.column or 1
         end = tok.end_pos if tok.end_pos is not None else start + len(tok.value)
+        line = tok.line or 1
         end_line = tok.end_line or line
+        col = tok.column or 1
         end_col = tok.end_column or (col + len(tok.value))
+        if self.line == 1 and self.column == 1:  # the whole file: no shifting needed
+            return Span(self.file, self.offset + start, self.offset + end, line, col, end_line, end_col)
         return self.span(start, line, col, end, end_line, end_col)
 
     def point(self, pos: int, line: int, col: int, width: int = 1) -> Span:
@@ -76,6 +104,7 @@ _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DATETIME_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:\d{2})?$"
 )
+_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _TEMPLATE_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}
 
 
@@ -106,15 +135,6 @@ def _parse_datetime(text: str) -> dt.datetime:
 # ----------------------------------------------------------------------------- tree -> AST
 
 
-class _Syntax(Exception):
-    """A problem the builder finds in an otherwise well-formed tree (reported as E001)."""
-
-    def __init__(self, span: Span, message: str):
-        super().__init__(message)
-        self.span = span
-        self.message = message
-
-
 def _nodes(children: Iterable[Any]) -> list[Any]:
     return [c for c in children if not isinstance(c, Token)]
 
@@ -134,32 +154,49 @@ class _Block(tuple):
 class _Builder(Transformer):
     """Builds AST nodes bottom-up; every node gets a span covering the tokens it was made from."""
 
-    def __init__(self, locator: _Locator, diagnostics: list[Diagnostic]):
+    def __init__(self) -> None:
         super().__init__(visit_tokens=False)
-        self.loc = locator
-        self.diagnostics = diagnostics
+        self.loc = _Locator("input")
+        self.diagnostics: list[Diagnostic] = []
 
     # -- helpers
 
-    def _span(self, children: Iterable[Any]) -> Span:
-        spans = []
-        for c in children:
-            if isinstance(c, Token):
-                if c.type not in ("SEP", "ENDBODY"):
-                    spans.append(self.loc.token(c))
-            elif isinstance(c, ast.Node):
-                spans.append(c.span)
-            elif isinstance(c, _Trigger):
-                spans.append(c.span)
-            elif isinstance(c, tuple) and c:
-                for item in c:
-                    if isinstance(item, ast.Node):
-                        spans.append(item.span)
-        if not spans:
+    def _start(self, child: Any) -> tuple[int, int, int] | None:
+        """(offset, line, column) where `child` starts in the parsed text; None if it has no text."""
+        if isinstance(child, Token):
+            if child.type in ("SEP", "ENDBODY"):
+                return None
+            return child.start_pos or 0, child.line or 1, child.column or 1
+        if isinstance(child, (ast.Node, _Trigger)):
+            return child.span.start, -child.span.line, child.span.column  # negative line: already shifted
+        if isinstance(child, tuple):
+            return next((p for p in map(self._start, child) if p is not None), None)
+        return None
+
+    def _end(self, child: Any) -> tuple[int, int, int] | None:
+        if isinstance(child, Token):
+            if child.type in ("SEP", "ENDBODY"):
+                return None
+            start = child.start_pos or 0
+            end = child.end_pos if child.end_pos is not None else start + len(child.value)
+            return end, child.end_line or child.line or 1, child.end_column or ((child.column or 1) + len(child.value))
+        if isinstance(child, (ast.Node, _Trigger)):
+            return child.span.end, -child.span.end_line, child.span.end_column
+        if isinstance(child, tuple):
+            return next((p for p in map(self._end, reversed(child)) if p is not None), None)
+        return None
+
+    def _span(self, children: list[Any]) -> Span:
+        """From the start of the first to the end of the last of `children` (in source order)."""
+        first = next((p for p in map(self._start, children) if p is not None), None)
+        if first is None:
             return self.loc.point(0, 1, 1, 0)
-        first = min(spans, key=lambda s: s.start)
-        last = max(spans, key=lambda s: s.end)
-        return first.cover(last)
+        last = next(p for p in map(self._end, reversed(children)) if p is not None)
+        loc = self.loc
+        start, line, col = first if first[1] < 0 else loc.shift(*first)
+        end, end_line, end_col = last if last[1] < 0 else loc.shift(*last)
+        return Span(loc.file, start, end, -line if line < 0 else line, col, -end_line if end_line < 0 else end_line,
+                    end_col)
 
     def _error(self, span: Span, message: str) -> None:
         self.diagnostics.append(error(span, "E001", message))
@@ -522,8 +559,25 @@ class _Builder(Transformer):
         if not text.strip():
             self._error(span, "expected an expression inside '{}'")
             return None
+        if _DOTTED_NAME.fullmatch(text):  # the common case, without a trip through Lark
+            return self._dotted(text, span)
         locator = _Locator(self.loc.file, span.start, span.line, span.column)
         return _parse_expr_with(text, locator, self.diagnostics)
+
+    def _dotted(self, text: str, span: Span) -> ast.Expr | None:
+        """`a.b.c` as Name/Attr nodes with their spans; None when the first part is a keyword."""
+        names = text.split(".")
+        if names[0] in KEYWORDS and len(names) == 1:
+            return _parse_expr_with(text, _Locator(self.loc.file, span.start, span.line, span.column),
+                                    self.diagnostics)
+        def part(end: int) -> Span:
+            width = len(".".join(names[:end]))
+            return Span(span.file, span.start, span.start + width, span.line, span.column, span.line,
+                        span.column + width)
+        node: ast.Expr = ast.Name(names[0], span=part(1))
+        for i, name in enumerate(names[1:], start=2):
+            node = ast.Attr(node, name, span=part(i))
+        return node
 
     def _datetime(self, tok: Token) -> dt.datetime:
         try:
@@ -596,6 +650,9 @@ def _expr_end(text: str, start: int) -> int | None:
             return i
         i += 1
     return None
+
+
+_BUILDER = _Builder()
 
 
 # ----------------------------------------------------------------------------- syntax errors
@@ -719,21 +776,12 @@ def _syntax_diagnostic(exc: UnexpectedInput, locator: _Locator) -> tuple[Diagnos
 
 def _parse_expr_with(text: str, locator: _Locator, diagnostics: list[Diagnostic]) -> ast.Expr | None:
     try:
-        tree = get_lark().parse(text, start="expr")
+        expr, found = _run(text, "expr", locator)
     except UnexpectedInput as exc:
         diagnostics.append(_syntax_diagnostic(exc, locator)[0])
         return None
-    return _build(tree, locator, diagnostics)
-
-
-def _build(tree: Any, locator: _Locator, diagnostics: list[Diagnostic]) -> Any:
-    try:
-        return _Builder(locator, diagnostics).transform(tree)
-    except VisitError as exc:
-        if isinstance(exc.orig_exc, _Syntax):
-            diagnostics.append(error(exc.orig_exc.span, "E001", exc.orig_exc.message))
-            return None
-        raise
+    diagnostics.extend(found)
+    return expr
 
 
 def parse_expr(text: str, name: str = "input") -> tuple[ast.Expr | None, list[Diagnostic]]:
@@ -760,7 +808,7 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
     while True:
         locator = _chunk_locator(source, chunk)
         try:
-            tree = get_lark().parse(text[chunk:], start="file")
+            file, found = _run(text[chunk:], "file", locator)
         except UnexpectedInput as exc:
             diag, pos = _syntax_diagnostic(exc, locator)
             diagnostics.append(diag)
@@ -771,9 +819,8 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
                 break
             chunk = resume
             continue
-        file = _build(tree, locator, diagnostics)
-        if file is not None:
-            items.extend(file.items)
+        diagnostics.extend(found)
+        items.extend(file.items)
         break
     items = _drop_late_timezones(items, diagnostics)
     span = Span(source.name, 0, len(text), 1, 1, *source.line_col(len(text)))
@@ -792,14 +839,10 @@ def _items_before(
     cuts = [p for p in item_lines if chunk < p <= error_at]
     for cut in reversed(cuts):
         try:
-            tree = get_lark().parse(source.text[chunk:cut], start="file")
+            file, found = _run(source.text[chunk:cut], "file", _chunk_locator(source, chunk))
         except UnexpectedInput:
             continue
-        extra: list[Diagnostic] = []
-        file = _build(tree, _chunk_locator(source, chunk), extra)
-        if file is None:
-            continue
-        diagnostics.extend(extra)
+        diagnostics.extend(found)
         return list(file.items)
     return []
 
