@@ -1,0 +1,403 @@
+"""Editor intelligence over a checked program: completions, hover text and definitions at an offset.
+
+The language server (`tools/lsp.py`) speaks the protocol; this module answers the questions,
+in character offsets of one document, so it can be tested without a server.
+
+An `Analysis` is one document checked together with the other `*.rules` files of its folder.
+Completion must work while the document is half typed, so it reads the *text* before the cursor
+(which item it is in, the start trigger after `when`, the `let`s above) and takes types from
+the last analysis that parsed; hover and definition use the current analysis's AST and side tables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from whenthen.compiler.checked import CheckedProgram
+from whenthen.compiler.checker import check_program
+from whenthen.compiler.decls import ParamSig, Schema, TriggerSchema
+from whenthen.compiler.types import ANY, PRIMITIVES, Type
+from whenthen.diagnostics import Span
+from whenthen.grammar import ast
+from whenthen.grammar.postlex import KEYWORDS
+from whenthen.repl.completion import action_signature, function_signature
+from whenthen.source import Source
+
+_STRINGS_AND_COMMENTS = re.compile(r"""'(?:[^'\\\n]|\\[^\n])*'|"(?:[^"\\\n]|\\[^\n])*"|#[^\n]*""")
+_ITEM_START = re.compile(r"^[ \t]*(rule|when|trigger|action|timezone)\b", re.MULTILINE)
+_WHEN_TARGET = re.compile(r"\bwhen[ \t\r\n]+([A-Za-z_][\w.]*)")
+_LET = re.compile(r"\blet[ \t]+([A-Za-z_]\w*)[ \t]*=")
+
+
+@dataclass
+class Analysis:
+    """One document (`path`, `text`) checked with its folder's other files."""
+
+    path: str
+    text: str
+    checked: CheckedProgram
+
+    @property
+    def file(self) -> ast.File | None:
+        for file in self.checked.files:
+            if file.name == self.path:
+                return file
+        return None
+
+    @property
+    def parses(self) -> bool:
+        return not any(d.code == "E001" and d.file == self.path for d in self.checked.diagnostics)
+
+
+def analyze(path: str, text: str, neighbours: dict[str, str]) -> Analysis:
+    """Check `text` (the document at `path`) together with `neighbours` (other path → text)."""
+    sources = [Source(p, t) for p, t in sorted(neighbours.items()) if p != path]
+    sources.append(Source(path, text))
+    return Analysis(path, text, check_program(sources))
+
+
+# ----------------------------------------------------------------------------- completion
+
+
+@dataclass(frozen=True)
+class Completion:
+    label: str
+    kind: str  # 'keyword' | 'trigger' | 'field' | 'variable' | 'action' | 'function' | 'enum' | 'param' | 'type'
+    detail: str = ""
+    insert: str | None = None  # text to insert when not the label
+    snippet: bool = False  # `insert` has $1-style placeholders
+
+
+def complete(text: str, offset: int, context: Analysis) -> list[Completion]:
+    """Completions at `offset` of `text` (the document as typed), with types from `context`."""
+    schema = context.checked.schema
+    before = text[:offset]
+    line = before[before.rfind("\n") + 1:]
+    if _inside_string_or_comment(line):
+        return []
+    scope = _Scope.at(text, offset, context)
+
+    target = re.search(r"(?:^|[\s;])(when|for|emit)[ \t]+([\w.]*)$", line)
+    if target:
+        items = [Completion(n, "trigger", str(t.type)) for n, t in _triggers(schema)]
+        if target.group(1) == "emit":
+            items = [Completion(n, "trigger", str(t.type), insert=_emit_snippet(n, t), snippet=True)
+                     for n, t in _triggers(schema) if t.origin not in ("system", "schedule")]
+        elif target.group(1) == "when" and not re.search(r"exit[ \t]+when[ \t]+[\w.]*$", line):
+            items += [Completion(k, "keyword") for k in ("every", "cron", "at")]
+        return items
+
+    member = re.search(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.(\w*)$", line)
+    if member:
+        owner = scope.resolve(member.group(1).split("."))
+        if owner is not None and owner.kind == "object":
+            return [Completion(n, "field", str(t)) for n, t in owner.fields]
+        return []
+
+    compared = re.search(r"([A-Za-z_][\w.]*)[ \t]*(?:==|!=|=|\bin[ \t]*\[[^\]]*)[ \t]*'?\w*$", line)
+    if compared:
+        left = scope.resolve(compared.group(1).split("."))
+        if left is not None and left.kind in ("enum", "list") and (left.kind == "enum" or left.item):
+            values = left.values if left.kind == "enum" else (left.item.values if left.item else ())
+            quoted = bool(re.search(r"'\w*$", line))  # the opening quote is typed already
+            return [Completion(f"'{v}'", "enum", str(left), insert=(f"{v}'" if quoted else f"'{v}'"))
+                    for v in values]
+
+    items: list[Completion] = []
+    call = _open_call(before)
+    if call is not None:
+        name, given = call
+        params = _params_of(schema, name)
+        items += [Completion(f"{p}:", "param", t, insert=f"{p}: ") for p, t in params if p not in given]
+
+    if scope.item in ("trigger", "action"):
+        return items + [Completion(t, "type") for t in (*PRIMITIVES, "list")]
+    items += [Completion(n, "variable" if kind == "let" else "field", str(t)) for n, (kind, t) in scope.names().items()]
+    if scope.item == "rule":
+        items += [Completion(n, "action", action_signature(a), insert=_call_snippet(n, a.params), snippet=True)
+                  for n, a in sorted(schema.actions.items())]
+    items += [Completion(n, "function", function_signature(f), insert=f"{n}(") for n, f in sorted(schema.functions.items())]
+    items += [Completion(k, "keyword") for k in sorted(KEYWORDS)]
+    return items
+
+
+def _inside_string_or_comment(line: str) -> bool:
+    rest = _STRINGS_AND_COMMENTS.sub("", line)
+    return any(ch in rest for ch in "'\"#")
+
+
+def _triggers(schema: Schema) -> list[tuple[str, TriggerSchema]]:
+    return sorted((n, t) for n, t in schema.triggers.items() if t.origin != "schedule")
+
+
+def _emit_snippet(name: str, trigger: TriggerSchema) -> str:
+    required = [f for f, t in trigger.type.fields if not t.optional]
+    args = ", ".join(f"{f}: ${i}" for i, f in enumerate(required, 1))
+    return f"{name}({args})"
+
+
+def _call_snippet(name: str, params: tuple[ParamSig, ...]) -> str:
+    required = [p.name for p in params if not p.has_default]
+    return f"{name}(" + ", ".join(f"{p}: ${i}" for i, p in enumerate(required, 1)) + ")"
+
+
+def _params_of(schema: Schema, name: str) -> list[tuple[str, str]]:
+    sig = schema.actions.get(name) or schema.functions.get(name)
+    if sig is None or getattr(sig, "variadic", False):
+        return []
+    return [(p.name, str(p.type)) for p in sig.params]
+
+
+def _open_call(before: str) -> tuple[str, set[str]] | None:
+    """The call whose `(` is open at the end of `before`: its name and the argument names given."""
+    masked = _STRINGS_AND_COMMENTS.sub(lambda m: " " * len(m.group()), before[-4000:])
+    depth = 0
+    for i in range(len(masked) - 1, -1, -1):
+        ch = masked[i]
+        if ch in ")]":
+            depth += 1
+        elif ch in "([":
+            if depth == 0:
+                if ch == "[":
+                    return None
+                name = re.search(r"([A-Za-z_]\w*)[ \t]*$", masked[:i])
+                if name is None:
+                    return None
+                given = set(re.findall(r"([A-Za-z_]\w*)[ \t]*:", masked[i + 1:]))
+                return name.group(1), given
+            depth -= 1
+        elif ch == "\n" and re.match(r"[ \t]*(rule|when|trigger|action)\b", masked[i + 1:]):
+            return None
+    return None
+
+
+class _Scope:
+    """The names visible at an offset: item kind, start trigger fields, lets, a clause's fields."""
+
+    def __init__(self, item: str, schema: Schema, start: TriggerSchema | None, lets: dict[str, Type],
+                 clause: TriggerSchema | None):
+        self.item = item
+        self.schema = schema
+        self.start = start
+        self.lets = lets
+        self.clause = clause
+
+    @classmethod
+    def at(cls, text: str, offset: int, context: Analysis) -> _Scope:
+        schema = context.checked.schema
+        masked = _STRINGS_AND_COMMENTS.sub(lambda m: " " * len(m.group()), text[:offset])
+        starts = list(_ITEM_START.finditer(masked))
+        if not starts:
+            return cls("top", schema, None, {}, None)
+        head = starts[-1]
+        kind = head.group(1)
+        if kind in ("trigger", "action", "timezone"):
+            return cls(kind, schema, None, {}, None)
+        body = masked[head.start():]
+        target = _WHEN_TARGET.search(body)
+        start = None
+        if target:
+            name = target.group(1)
+            start = schema.triggers.get(ast.SCHEDULE_TRIGGER if name in ("every", "cron", "at") else name)
+        let_types = _let_types(context)
+        lets = {m.group(1): let_types.get(m.group(1), ANY) for m in _LET.finditer(body)}
+        line = body[body.rfind("\n") + 1:]
+        clause_match = re.search(r"(?:wait[ \t]+for|exit[ \t]+when)[ \t]+([\w.]+)[ \t]+where\b", line)
+        clause = schema.triggers.get(clause_match.group(1)) if clause_match else None
+        return cls("rule", schema, start, lets, clause)
+
+    def names(self) -> dict[str, tuple[str, Type]]:
+        """Bare names, nearest scope winning (SPEC 2.3): clause fields, lets, start fields, aliases."""
+        found: dict[str, tuple[str, Type]] = {}
+        if self.start is not None:
+            found["event"] = ("event", self.start.type)
+            found[self.start.alias] = ("event", self.start.type)
+            found.update({n: ("field", t) for n, t in self.start.type.fields})
+        found.update({n: ("let", t) for n, t in self.lets.items()})
+        if self.clause is not None:
+            found.update({n: ("field", t) for n, t in self.clause.type.fields})
+        return found
+
+    def resolve(self, path: list[str]) -> Type | None:
+        """The type of `a.b.c` (as ['a', 'b', 'c']), or None."""
+        entry = self.names().get(path[0])
+        current = entry[1] if entry else None
+        for name in path[1:]:
+            if current is None or current.kind != "object":
+                return None
+            current = current.field(name)
+        return current
+
+
+def _let_types(context: Analysis) -> dict[str, Type]:
+    """The type of every `let` of the document (the last one wins when a name repeats)."""
+    found: dict[str, Type] = {}
+    file = context.file
+    if file is None:
+        return found
+    for node in ast.walk(file):
+        if isinstance(node, ast.Let):
+            found[node.name] = context.checked.types.get(node.value.id, ANY)
+    return found
+
+
+# ----------------------------------------------------------------------------- hover and definition
+
+
+def _spanned(file: ast.File) -> Iterator[tuple[Span, str, object]]:
+    """Every span a question can be asked about: (span, what, node)."""
+    for node in ast.walk(file):
+        match node:
+            case ast.Rule():
+                if isinstance(node.when, ast.TriggerRef):
+                    yield node.when.span, "trigger", node.when.name
+            case ast.ExitClause():
+                yield node.trigger.span, "trigger", node.trigger.name
+            case ast.WaitFor():
+                yield node.trigger_span, "trigger", node.trigger
+            case ast.Emit():
+                yield node.trigger_span, "trigger", node.trigger
+            case ast.TriggerDecl():
+                yield node.name_span, "trigger", node.name
+            case ast.ActionDecl():
+                yield node.name_span, "action", node.name
+            case ast.Let():
+                yield node.name_span, "let", node
+            case ast.Call():
+                name_span = Span(node.span.file, node.span.start, node.span.start + len(node.func), node.span.line,
+                                 node.span.column, node.span.line, node.span.column + len(node.func))
+                yield name_span, "call", node
+            case ast.Name():
+                yield node.span, "name", node
+            case ast.Attr():
+                # only the member name after the dot, so hovering `guest` in `guest.email` is the Name
+                yield (Span(node.span.file, node.span.end - len(node.name), node.span.end, node.span.end_line,
+                            node.span.end_column - len(node.name), node.span.end_line, node.span.end_column),
+                       "attr", node)
+
+
+def _at(analysis: Analysis, offset: int) -> tuple[Span, str, object] | None:
+    file = analysis.file
+    if file is None:
+        return None
+    best = None
+    for span, what, node in _spanned(file):
+        if span.start <= offset <= span.end and span.end > span.start:
+            if best is None or span.end - span.start < best[0].end - best[0].start:
+                best = (span, what, node)
+    return best
+
+
+def hover(analysis: Analysis, offset: int) -> tuple[str, Span] | None:
+    """Markdown describing what is at `offset`, and the span it covers."""
+    found = _at(analysis, offset)
+    if found is None:
+        return None
+    span, what, node = found
+    schema = analysis.checked.schema
+    checked = analysis.checked
+    if what == "trigger":
+        decl = schema.triggers.get(str(node))
+        return (_trigger_markdown(decl) if decl else f"unknown trigger `{node}`"), span
+    if what == "action":
+        sig = schema.actions.get(str(node))
+        return (_code(f"action {action_signature(sig)}") if sig else f"action `{node}`"), span
+    if what == "let":
+        assert isinstance(node, ast.Let)
+        type_ = checked.types.get(node.value.id, ANY)
+        return _code(f"let {node.name}: {type_}"), span
+    if what == "call":
+        assert isinstance(node, ast.Call)
+        if node.func in schema.actions:
+            sig = schema.actions[node.func]
+            return _code(f"action {action_signature(sig)}") + _doc(sig.doc, sig.origin), span
+        if node.func in schema.functions:
+            fn = schema.functions[node.func]
+            return _code(f"function {function_signature(fn)}") + _doc(fn.doc, "stdlib"), span
+        return f"unknown action or function `{node.func}`", span
+    if what == "name":
+        assert isinstance(node, ast.Name)
+        ref = checked.refs.get(node.id)
+        type_ = checked.types.get(node.id, ANY)
+        kind = {"let": "let", "field": "field", "clause": "field", "event": "event"}.get(ref.kind, "name") if ref else "name"
+        return _code(f"{kind} {node.name}: {type_}"), span
+    if what == "attr":
+        assert isinstance(node, ast.Attr)
+        type_ = checked.types.get(node.id, ANY)
+        return _code(f"field {node.name}: {type_}"), span
+    return None
+
+
+def _code(text: str) -> str:
+    return f"```whenthen\n{text}\n```"
+
+
+def _doc(doc: str, origin: str) -> str:
+    return (f"\n\n{doc}" if doc else "") + f"\n\n*{origin}*"
+
+
+def _trigger_markdown(decl: TriggerSchema) -> str:
+    fields = "\n".join(f"  {n}: {t}" for n, t in decl.type.fields)
+    origin = {"program": "declared in the program", "system": "fired by the engine",
+              "host": "declared by the host", "schedule": "schedules"}.get(decl.origin, decl.origin)
+    return _code(f"trigger {decl.name} {{\n{fields}\n}}") + f"\n\n*{origin}*"
+
+
+def definition(analysis: Analysis, offset: int) -> Span | None:
+    """Where the trigger, action, `let` or start-event field at `offset` is declared."""
+    found = _at(analysis, offset)
+    if found is None:
+        return None
+    _, what, node = found
+    schema = analysis.checked.schema
+    if what == "trigger":
+        decl = schema.triggers.get(str(node))
+        return decl.span if decl is not None and decl.origin == "program" else None
+    if what == "action":
+        sig = schema.actions.get(str(node))
+        return sig.span if sig is not None and sig.origin == "program" else None
+    if what == "call":
+        assert isinstance(node, ast.Call)
+        sig = schema.actions.get(node.func)
+        return sig.span if sig is not None and sig.origin == "program" else None
+    if what == "let":
+        assert isinstance(node, ast.Let)
+        return node.name_span
+    if what == "name":
+        assert isinstance(node, ast.Name)
+        ref = analysis.checked.refs.get(node.id)
+        if ref is not None and ref.kind == "let":
+            return _let_definition(analysis, node)
+        if ref is not None and ref.kind == "field":
+            return _field_definition(analysis, offset, ref.name)
+    return None
+
+
+def _enclosing_rule(analysis: Analysis, offset: int) -> ast.Rule | None:
+    file = analysis.file
+    for item in file.items if file else ():
+        if isinstance(item, ast.Rule) and item.span.start <= offset <= item.span.end:
+            return item
+    return None
+
+
+def _let_definition(analysis: Analysis, use: ast.Name) -> Span | None:
+    rule = _enclosing_rule(analysis, use.span.start)
+    lets = [n for n in ast.walk(rule.body) if isinstance(n, ast.Let) and n.name == use.name] if rule else []
+    before = [n for n in lets if n.span.start < use.span.start]
+    return before[-1].name_span if before else None
+
+
+def _field_definition(analysis: Analysis, offset: int, field_name: str) -> Span | None:
+    rule = _enclosing_rule(analysis, offset)
+    if rule is None or not isinstance(rule.when, ast.TriggerRef):
+        return None
+    for file in analysis.checked.files:
+        for item in file.items:
+            if isinstance(item, ast.TriggerDecl) and item.name == rule.when.name:
+                for decl in item.fields:
+                    if decl.name == field_name:
+                        return decl.span
+    return None
