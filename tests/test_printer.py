@@ -23,7 +23,7 @@ def reparse(text: str, name: str = "gen.rules") -> ast.File:
     return file
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(programs())
 def test_parse_print_round_trip_on_generated_programs(program: tuple[str, ast.File]) -> None:
     text, file = program

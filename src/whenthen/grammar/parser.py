@@ -660,7 +660,7 @@ _BUILDER = _Builder()
 _WORDS = {
     "NAME": "a name", "INT": "a number", "FLOAT": "a number", "SQSTRING": "a '…' string",
     "DQSTRING": 'a "…" string', "DURATION": "a duration", "DATE": "a date", "DATETIME": "a datetime",
-    "TIME": "a time of day (HH:MM)", "SEP": "a new line or ';'", "$END": "the end of the input",
+    "TIME": "a time of day (HH:MM)", "SEP": "a new line", "$END": "the end of the input",
     "EQEQ": "'=='", "NE": "'!='", "LE": "'<='", "GE": "'>='", "ARROW": "'->'", "EQUAL": "'='",
     "LT": "'<'", "GT": "'>'", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'",
     "PERCENT": "'%'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'",
@@ -674,7 +674,7 @@ _OPERATORS = frozenset(
     "EQEQ NE LE GE EQUAL LT GT PLUS MINUS STAR SLASH PERCENT DOT CONTAINS STARTS ENDS IN NOT MATCHES IS "
     "LPAR".split()
 )
-_ORDER = ("THEN", "END", "ELIF", "ELSE", "CASE", "WHERE", "EXIT", "WITHIN", "WHEN", "COMMA", "RPAR",
+_ORDER = ("RULE", "WHEN", "TRIGGER", "ACTION", "THEN", "END", "ELIF", "ELSE", "CASE", "WHERE", "EXIT", "WITHIN", "WHEN", "COMMA", "RPAR",
           "RSQB", "RBRACE", "COLON", "SEP")
 
 
@@ -691,6 +691,8 @@ def describe_expected(expected: set[str]) -> str:
     expected = set(expected)
     if "ENDBODY" in expected and "END" in expected:
         expected.discard("ENDBODY")
+    if "TIMEZONE" in expected and len(expected) > 1:  # allowed by the grammar, but only first in a file
+        expected.discard("TIMEZONE")
     words: list[str] = []
     starts = expected & _EXPR_STARTS
     if len(starts) >= 5:
@@ -731,7 +733,9 @@ def _found(tok: Token) -> str:
         return f"name '{tok.value}'"
     if kind in ("SQSTRING", "DQSTRING"):
         return f"string {tok.value}"
-    if kind in ("INT", "FLOAT", "DURATION", "DATE", "DATETIME", "TIME"):
+    if kind == "TIME":
+        return f"time of day '{tok.value}' (used only in schedules)"
+    if kind in ("INT", "FLOAT", "DURATION", "DATE", "DATETIME"):
         return f"{_word(kind)[2:] if _word(kind).startswith('a ') else _word(kind)} '{tok.value}'"
     return f"'{tok.value}'"
 
@@ -744,10 +748,10 @@ def _syntax_diagnostic(exc: UnexpectedInput, locator: _Locator) -> tuple[Diagnos
             expected = set(exc.interactive_parser.accepts()) if exc.interactive_parser else set(exc.expected)
         except Exception:  # accepts() replays the parser; never let it hide the real error
             expected = set(exc.expected)
-        if tok.type == "$END":
-            pos = tok.start_pos if tok.start_pos is not None else 0
-            line = tok.line if tok.line and tok.line > 0 else 1
-            col = tok.column if tok.column and tok.column > 0 else 1
+        if tok.type == "$END":  # Lark places it on the last token: point just after that token
+            pos = tok.end_pos if tok.end_pos is not None else (tok.start_pos or 0)
+            line = tok.end_line if tok.end_line and tok.end_line > 0 else 1
+            col = tok.end_column if tok.end_column and tok.end_column > 0 else 1
             span = locator.point(pos, line, col, 0)
         else:
             pos = tok.start_pos or 0
@@ -837,7 +841,10 @@ def _items_before(
 ) -> list[ast.Item]:
     """The items of text[chunk:cut] for the latest item line `cut` before the error that parses."""
     cuts = [p for p in item_lines if chunk < p <= error_at]
-    for cut in reversed(cuts):
+    error_line = source.text.rfind("\n", 0, error_at) + 1
+    if error_line > chunk and error_line not in cuts:  # e.g. a stray line after a complete item
+        cuts.append(error_line)
+    for cut in sorted(cuts, reverse=True):
         try:
             file, found = _run(source.text[chunk:cut], "file", _chunk_locator(source, chunk))
         except UnexpectedInput:
