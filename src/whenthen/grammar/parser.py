@@ -807,6 +807,19 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
     text = source.text
     diagnostics: list[Diagnostic] = []
     items: list[ast.Item] = []
+    try:
+        _parse_chunks(source, items, diagnostics)
+    except Exception as exc:  # a bug here must still not become a traceback for the user
+        span = Span(source.name, 0, 0, 1, 1, 1, 1)
+        diagnostics.append(error(span, "E001", f"internal parser error ({type(exc).__name__}: {exc}); please report it"))
+    items = _drop_late_timezones(items, diagnostics)
+    span = Span(source.name, 0, len(text), 1, 1, *source.line_col(len(text)))
+    return ast.File(source.name, tuple(items), span=span), diagnostics
+
+
+def _parse_chunks(source: Source, items: list[ast.Item], diagnostics: list[Diagnostic]) -> None:
+    """Parse from the start; after each syntax error, keep what parsed and resume at an item line."""
+    text = source.text
     item_lines = [m.start() for m in _ITEM_LINE.finditer(text)]
     chunk = 0
     while True:
@@ -826,14 +839,15 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
         diagnostics.extend(found)
         items.extend(file.items)
         break
-    items = _drop_late_timezones(items, diagnostics)
-    span = Span(source.name, 0, len(text), 1, 1, *source.line_col(len(text)))
-    return ast.File(source.name, tuple(items), span=span), diagnostics
 
 
 def _chunk_locator(source: Source, chunk: int) -> _Locator:
     line, col = source.line_col(chunk)
     return _Locator(source.name, chunk, line, col)
+
+
+# How many earlier item lines to try as the end of the good prefix: bounds the work per error.
+_MAX_CUTS = 6
 
 
 def _items_before(
@@ -844,7 +858,7 @@ def _items_before(
     error_line = source.text.rfind("\n", 0, error_at) + 1
     if error_line > chunk and error_line not in cuts:  # e.g. a stray line after a complete item
         cuts.append(error_line)
-    for cut in sorted(cuts, reverse=True):
+    for cut in sorted(cuts, reverse=True)[:_MAX_CUTS]:
         try:
             file, found = _run(source.text[chunk:cut], "file", _chunk_locator(source, chunk))
         except UnexpectedInput:
