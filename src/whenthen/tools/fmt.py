@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from whenthen.diagnostics import Diagnostic
+from whenthen.diagnostics import Diagnostic, Span, error
 from whenthen.grammar import ast
 from whenthen.grammar.parser import duration_seconds, parse
 from whenthen.grammar.printer import format_datetime, format_duration, print_expr, print_type, quote_plain
@@ -81,7 +81,19 @@ def format_source(text: str, name: str = "input") -> str:
     for item in file.items:
         layout.item(item)
     footer = _attach(layout.lines, comments)
-    return _render(layout.lines, footer, source)
+    formatted = _render(layout.lines, footer, source)
+    _verify(file, comments, formatted, source)
+    return formatted
+
+
+def _verify(file: ast.File, comments: list[_Comment], formatted: str, source: Source) -> None:
+    """A safety net: never hand back text that means another program or lost a comment."""
+    again, diagnostics = parse(Source(source.name, formatted))
+    kept = "\n".join(c.text for c in _scan(formatted)[0])  # trailing comments may have been joined
+    if diagnostics or again != file or any(c.text not in kept for c in comments):
+        span = Span(source.name, 0, 0, 1, 1, 1, 1)
+        raise FormatError([error(span, "E000", "internal error in the formatter: the file is left as it is "
+                                 "(please report it with this file)")])
 
 
 # ----------------------------------------------------------------------------- source scanning
