@@ -19,9 +19,9 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
-from pygments.token import Error, Keyword, Name, Number, Operator, String
+from pygments.token import Error, Keyword, Name, Number, Operator, Punctuation, String
 
-from whenthen.repl.app import HISTORY_ENV, build_prompt_session, make_history, run_interactive
+from whenthen.repl.app import HISTORY_ENV, build_prompt_session, make_history, run_interactive, status_line
 from whenthen.repl.completion import WhenthenCompleter
 from whenthen.repl.lexer import ReplLexer, WhenthenLexer
 from whenthen.repl.session import ReplSession, is_complete
@@ -118,6 +118,8 @@ def test_repl_lexer_marks_commands() -> None:
     toks = tokens(ReplLexer(), ":event @payload.json")
     assert toks[0] == (Keyword.Pseudo, ":event")
     assert toks[1] == (String.Other, "@payload.json")
+    assert tokens(ReplLexer(), ':emit guest.added {"id": 1}')[:3] == [
+        (Keyword.Pseudo, ":emit"), (Name.Class, "guest.added"), (Punctuation, "{")]
 
 
 def test_lexer_is_registered_with_pygments() -> None:
@@ -220,6 +222,7 @@ def test_interactive_evaluates_and_completes_with_tab(session: ReplSession) -> N
                     f":event {JANE}\r", ("first_na", "first_na"), ("\t", "first_name"), "\r", "\x04"])
     assert session.trigger == "guest.added"
     assert "'Jane' : str" in session.outputs  # type: ignore[attr-defined]
+    assert status_line(session) == " guest.added | event set | clock 2026-11-23T09:00:00Z | :help"
 
 
 def test_interactive_multi_line_rule_and_quit(session: ReplSession) -> None:

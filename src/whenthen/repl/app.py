@@ -106,11 +106,21 @@ def build_prompt_session(session: ReplSession, *, input: Input | None = None,
         key_bindings=bindings,
         multiline=True,
         prompt_continuation=lambda width, line_number, wrap_count: "." * (width - 1) + " ",
+        bottom_toolbar=lambda: status_line(session),
         style=style_from_pygments_cls(get_style_by_name("default")),
         include_default_pygments_style=False,
         input=input,
         output=output,
     )
+
+
+def status_line(session: ReplSession) -> str:
+    """The toolbar: what bare names refer to, whether an event is set, and the simulated time."""
+    from whenthen.runtime.evaluate import show_value
+
+    trigger = session.trigger or "no trigger"
+    event = "event set" if session.event is not None else "no event"
+    return f" {trigger} | {event} | clock {show_value(session.now, session.timezone)} | :help"
 
 
 def run_interactive(session: ReplSession, prompt: PromptSession | None = None) -> None:

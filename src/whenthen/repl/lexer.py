@@ -114,6 +114,8 @@ class ReplLexer(WhenthenLexer):
 
     tokens = {
         "root": [
+            (rf"^(\s*)(:(?:trigger|event|emit|schema))(\s+)({_DOTTED})",
+             bygroups(Whitespace, Keyword.Pseudo, Whitespace, Name.Class)),
             (r"^(\s*)(:[A-Za-z]+)", bygroups(Whitespace, Keyword.Pseudo)),
             (r"@\S+", String.Other),  # `:event @file.json`
             include("rules"),
