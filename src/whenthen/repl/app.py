@@ -57,6 +57,8 @@ def run_repl(paths: list[str], *, now: dt.datetime | None = None, actions: Seque
     interactive = stdin.isatty() and stdout.isatty()
     err = _colored_writer(stderr, "\x1b[31m") if interactive and stderr.isatty() else _writer(stderr)
     session = ReplSession(now=now, out=_writer(stdout), err=err, quiet=not interactive, actions=actions)
+    if interactive:
+        session.out(BANNER)
     if paths:
         session.load(paths)
     try:
@@ -126,7 +128,6 @@ def status_line(session: ReplSession) -> str:
 def run_interactive(session: ReplSession, prompt: PromptSession | None = None) -> None:
     """The terminal loop: Ctrl-C drops the current input, Ctrl-D or `:quit` leaves."""
     prompt = prompt or build_prompt_session(session)
-    session.out(BANNER)
     while True:
         try:
             text = prompt.prompt(f"{session.trigger or 'whenthen'}> ")
