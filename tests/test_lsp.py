@@ -221,3 +221,38 @@ def test_formatting_returns_the_formatted_document(client: Client, project: Path
     assert len(edits) == 1
     assert edits[0]["newText"] == "when guest.added\nthen\n  log(message: 'x')  # note\nend\n"
     assert edits[0]["range"]["start"] == {"line": 0, "character": 0}
+
+
+# ----------------------------------------------------------------------------- the VS Code extension
+
+EDITOR = Path(__file__).resolve().parent.parent / "editors" / "vscode"
+
+
+def _patterns(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("match", "begin", "end"):
+                yield value
+            yield from _patterns(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _patterns(item)
+
+
+def test_vscode_extension_files_fit_together() -> None:
+    import re
+
+    from whenthen.grammar.postlex import KEYWORDS
+
+    manifest = json.loads((EDITOR / "package.json").read_text(encoding="utf-8"))
+    grammar_path = EDITOR / manifest["contributes"]["grammars"][0]["path"]
+    grammar = json.loads(grammar_path.read_text(encoding="utf-8"))
+    json.loads((EDITOR / manifest["contributes"]["languages"][0]["configuration"]).read_text(encoding="utf-8"))
+    assert manifest["contributes"]["languages"][0]["extensions"] == [".rules"]
+    assert '["lsp"]' in (EDITOR / manifest["main"]).read_text(encoding="utf-8")
+    for pattern in _patterns(grammar):
+        re.compile(pattern)  # the patterns use only syntax Oniguruma and Python share
+    keywords = [p["match"] for p in grammar["repository"]["keyword"]["patterns"]]
+    words = lambda text: {m.group(1) for k in keywords for m in re.finditer(k, text)}  # noqa: E731
+    assert words(" ".join(sorted(KEYWORDS))) == set(KEYWORDS)
+    assert words("andy event.end f(at: 1) action.failed") == set()
