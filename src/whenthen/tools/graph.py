@@ -282,6 +282,7 @@ def to_dot(graph: Graph) -> str:
     lines = [
         f"digraph {_dot_quote(graph.title)} {{",
         "    rankdir=TB;",
+        "    nodesep=0.5;",
         '    node [fontname="Helvetica", fontsize=11];',
         '    edge [fontname="Helvetica", fontsize=10];',
     ]
