@@ -105,9 +105,14 @@ def zone(name: str | None) -> dt.tzinfo:
 
 
 def localize(value: dt.datetime, timezone: str | None) -> dt.datetime:
-    """A naive datetime read in `timezone`, as an aware UTC datetime; aware ones go to UTC."""
+    """A naive datetime read as a wall-clock time in `timezone`, as an aware UTC datetime; aware
+    ones go to UTC. A time in a daylight-saving gap is the first instant after the gap, a time
+    that occurs twice its first occurrence: the rule schedules follow (docs/time.md)."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=zone(timezone))
+        from whenthen.runtime.schedules import wall_to_instant
+
+        tz = zone(timezone)
+        return wall_to_instant(value, tz) if isinstance(tz, ZoneInfo) else value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
 
 
