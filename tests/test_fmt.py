@@ -181,3 +181,19 @@ def test_cli_missing_path_is_a_usage_error_and_stdin_formats_to_stdout() -> None
     assert missing.returncode == 2 and "no such file" in missing.stderr
     piped = run_cli("fmt", "-", stdin="action f( x: str )\n")
     assert piped.returncode == 0 and piped.stdout == "action f(x: str)\n"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_damaged_files_are_formatted_or_refused_never_crash(data: st.DataObject) -> None:
+    text = data.draw(st.sampled_from(CORPUS)).read_text(encoding="utf-8")
+    start = data.draw(st.integers(0, len(text)))
+    end = data.draw(st.integers(start, min(len(text), start + 40)))
+    damaged = text[:start] + data.draw(st.sampled_from(["", "(", "end\n", "'", "# x\n", "\n\n"])) + text[end:]
+    try:
+        once = format_source(damaged, "t.rules")
+    except FormatError as exc:
+        assert exc.diagnostics and all(d.code in ("E001", "E000") for d in exc.diagnostics)
+        assert all(d.code == "E001" for d in exc.diagnostics), "the formatter's safety net fired"
+        return
+    assert format_source(once, "t.rules") == once

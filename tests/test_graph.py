@@ -78,6 +78,11 @@ def test_rule_name_is_found_in_current_directory_then_in_database(tmp_path: Path
     from_db = run_cli("--db", str(db), "graph", "Trial reminders", "--format", "dot", cwd=tmp_path)
     assert from_db.returncode == 0, from_db.stderr
     assert "exit when plan.bought" in from_db.stdout
+    # `uses` over the published rules and `uses --path` over the files agree
+    for trigger in ("plan.bought", "trial.started"):
+        published_uses = json.loads(run_cli("--db", str(db), "uses", trigger, "--format", "json").stdout)
+        file_uses = json.loads(run_cli("uses", trigger, "--path", str(project), "--format", "json").stdout)
+        assert sorted((u["how"], u["rule"]) for u in published_uses) == sorted((u["how"], u["rule"]) for u in file_uses)
     missing = run_cli("--db", str(db), "graph", "No such rule", cwd=tmp_path)
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
 

@@ -256,3 +256,23 @@ def test_vscode_extension_files_fit_together() -> None:
     words = lambda text: {m.group(1) for k in keywords for m in re.finditer(k, text)}  # noqa: E731
     assert words(" ".join(sorted(KEYWORDS))) == set(KEYWORDS)
     assert words("andy event.end f(at: 1) action.failed") == set()
+
+
+# ----------------------------------------------------------------------------- answers at every offset
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_assist_answers_at_every_offset_of_whole_and_half_typed_files() -> None:
+    from whenthen.tools.assist import analyze, complete, definition, hover
+
+    texts = {str(p): p.read_text(encoding="utf-8") for p in sorted(EXAMPLES.glob("*.rules"))}
+    path = str(EXAMPLES / "guests.rules")
+    analysis = analyze(path, texts[path], texts)
+    assert analysis.parses and not analysis.checked.errors
+    text = texts[path]
+    for offset in range(len(text) + 1):
+        complete(text, offset, analysis)  # the document as typed so far, types from the whole one
+        complete(text[:offset], offset, analysis)
+        hover(analysis, offset)
+        definition(analysis, offset)
