@@ -791,8 +791,19 @@ def _parse_expr_with(text: str, locator: _Locator, diagnostics: list[Diagnostic]
 def parse_expr(text: str, name: str = "input") -> tuple[ast.Expr | None, list[Diagnostic]]:
     """Parse one expression or condition (the REPL, `evaluate`); never raises on bad text."""
     diagnostics: list[Diagnostic] = []
-    expr = _parse_expr_with(text, _Locator(name), diagnostics)
+    try:
+        expr = _parse_expr_with(text, _Locator(name), diagnostics)
+    except Exception as exc:  # a bug here must still not become a traceback for the user
+        diagnostics.append(_internal_error(name, exc))
+        return None, diagnostics
+    if expr is not None and any(d.is_error for d in diagnostics):
+        expr = None  # e.g. a bad escape in a template: the expression is not usable
     return expr, diagnostics
+
+
+def _internal_error(name: str, exc: Exception) -> Diagnostic:
+    span = Span(name, 0, 0, 1, 1, 1, 1)
+    return error(span, "E001", f"internal parser error ({type(exc).__name__}: {exc}); please report it")
 
 
 _ITEM_LINE = re.compile(r"^[ \t]*(?:rule|when|trigger|action|timezone)(?![A-Za-z0-9_])(?![ \t]*[.:])", re.M)
@@ -810,8 +821,7 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
     try:
         _parse_chunks(source, items, diagnostics)
     except Exception as exc:  # a bug here must still not become a traceback for the user
-        span = Span(source.name, 0, 0, 1, 1, 1, 1)
-        diagnostics.append(error(span, "E001", f"internal parser error ({type(exc).__name__}: {exc}); please report it"))
+        diagnostics.append(_internal_error(source.name, exc))
     items = _drop_late_timezones(items, diagnostics)
     span = Span(source.name, 0, len(text), 1, 1, *source.line_col(len(text)))
     return ast.File(source.name, tuple(items), span=span), diagnostics
