@@ -333,11 +333,14 @@ def ingest(obj: Context, file: str, actions: str | None) -> None:
 @main.command()
 @click.option("--once", is_flag=True, help="Process what is due now, then exit.")
 @click.option("--idle", default=0.5, show_default=True, help="Seconds to sleep when there is nothing to do.")
+@click.option("--lease", default=30.0, show_default=True,
+              help="Seconds a claimed run stays this worker's; after that another worker may take it over.")
 @_actions_option
 @click.pass_obj
-def worker(obj: Context, once: bool, idle: float, actions: str | None) -> None:
+def worker(obj: Context, once: bool, idle: float, lease: float, actions: str | None) -> None:
     """Resume due runs and process pending events until stopped."""
     engine = _engine(obj, actions)
+    engine.lease_seconds = lease
     try:
         done = engine.work(once=once, idle=idle)
     except KeyboardInterrupt:

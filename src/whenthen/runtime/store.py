@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
 from whenthen.diagnostics import WhenthenError
 
 SCHEMA_VERSION = 1
@@ -67,6 +65,8 @@ CREATE TABLE IF NOT EXISTS counters (rule TEXT NOT NULL, version INTEGER NOT NUL
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY, run_id INTEGER, action TEXT NOT NULL, args TEXT NOT NULL,
   idem_key TEXT UNIQUE, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS schedules (
+  rule TEXT PRIMARY KEY, last_slot REAL NOT NULL, event_id INTEGER);
 """
 
 
@@ -107,7 +107,6 @@ class Store:
             if path != ":memory:":
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
-            self.db = sqlite_utils.Database(conn)
             self.conn = conn
             self.conn.executescript(_TABLES)
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -116,6 +115,16 @@ class Store:
             raise StoreError(f"cannot open database {path!r}: {exc}") from None
         self._lock = threading.RLock()
         self._depth = 0
+
+    @property
+    def db(self):  # -> sqlite_utils.Database
+        """The same connection through sqlite-utils, for inspection (`store.db["runs"].count`).
+
+        Imported on first use: sqlite-utils pulls in numpy when it is installed (~180 ms), which
+        every short-lived CLI command would otherwise pay."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -513,3 +522,36 @@ class Store:
     def outbox(self) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT id, run_id, action, args, idem_key, created_at FROM outbox ORDER BY id")
         return [dict(zip(("id", "run_id", "action", "args", "idem_key", "created_at"), r, strict=False)) for r in rows]
+
+    # ------------------------------------------------------------------ schedules
+
+    def schedule_slots(self) -> dict[str, float]:
+        """Each schedule rule's last fired (or skipped) slot, in epoch seconds."""
+        return dict(self.conn.execute("SELECT rule, last_slot FROM schedules").fetchall())
+
+    def arm_schedule(self, rule: str, at: float) -> None:
+        """Nothing before `at` is owed to `rule` (it was enabled then); never moves a slot back."""
+        with self.transaction() as c:
+            c.execute("INSERT INTO schedules (rule, last_slot) VALUES (?, ?) ON CONFLICT (rule) "
+                      "DO UPDATE SET last_slot = max(last_slot, excluded.last_slot)", (rule, at))
+
+    def claim_schedule_slot(self, rule: str, slot: float, trigger: str, data: str, at: str, owner: str,
+                            lease_expires: float) -> int | None:
+        """Record `slot` as fired and its event as ours to process, in one transaction; None when
+        another worker fired this slot (or a later one) first."""
+        with self.transaction() as c:
+            cur = c.execute("UPDATE schedules SET last_slot = ? WHERE rule = ? AND last_slot < ?",
+                            (slot, rule, slot))
+            if cur.rowcount != 1:
+                return None
+            cur = c.execute(
+                "INSERT INTO events (trigger, data, at, status, origin, lease_owner, lease_expires) "
+                "VALUES (?, ?, ?, 'processing', 'schedule', ?, ?)", (trigger, data, at, owner, lease_expires))
+            event_id = int(cur.lastrowid)
+            c.execute("UPDATE schedules SET event_id = ? WHERE rule = ?", (event_id, rule))
+            return event_id
+
+    def schedule_rule(self, event_id: int) -> str | None:
+        """The rule a schedule event was fired for (it starts that rule only)."""
+        row = self.conn.execute("SELECT rule FROM schedules WHERE event_id = ?", (event_id,)).fetchone()
+        return row[0] if row else None
