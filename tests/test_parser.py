@@ -509,6 +509,8 @@ def test_template_errors(source: str, column: int, message: str) -> None:
         ("when a.b then wait until 09:00", (1, 26),
          "expected an expression, found time of day '09:00' (used only in schedules)"),
         ("trigger a.b { x: str y: int }", (1, 22), "expected ',', '}', '?' or '[', found name 'y'"),
+        ("action f(x: str) -> ", (1, 20), "expected a type, found the end of the input"),
+        ("when a.b then\n  else\n", (2, 3), "expected 'end' or a statement, found 'else'"),
         ("when a.b then\n  switch x\n  case 1 then stop\nwhen c.d then stop", (4, 1),
          "expected 'end', 'else' or 'case', found 'when', which starts a new item"),
     ],

@@ -674,6 +674,8 @@ _OPERATORS = frozenset(
     "EQEQ NE LE GE EQUAL LT GT PLUS MINUS STAR SLASH PERCENT DOT CONTAINS STARTS ENDS IN NOT MATCHES IS "
     "LPAR".split()
 )
+_STATEMENT_STARTS = frozenset("EMIT IF LET STOP SWITCH WAIT".split())
+_TYPE_STARTS = frozenset(("LBRACE", "SQSTRING", "NAME"))
 _ORDER = ("RULE", "WHEN", "TRIGGER", "ACTION", "THEN", "END", "ELIF", "ELSE", "CASE", "WHERE", "EXIT", "WITHIN", "WHEN", "COMMA", "RPAR",
           "RSQB", "RBRACE", "COLON", "SEP")
 
@@ -694,6 +696,11 @@ def describe_expected(expected: set[str]) -> str:
     if "TIMEZONE" in expected and len(expected) > 1:  # allowed by the grammar, but only first in a file
         expected.discard("TIMEZONE")
     words: list[str] = []
+    statement = _STATEMENT_STARTS <= expected
+    if statement:
+        expected -= _STATEMENT_STARTS | {"NAME", "SEP"}  # a leading new line is optional there
+    if expected == _TYPE_STARTS:
+        return "a type"
     starts = expected & _EXPR_STARTS
     if len(starts) >= 5:
         expected -= _EXPR_STARTS
@@ -706,6 +713,8 @@ def describe_expected(expected: set[str]) -> str:
             words.append(_word(t))
             rest.discard(t)
     words.extend(sorted(_word(t) for t in rest))
+    if statement:
+        words.append("a statement")
     if len(starts) >= 5:
         words.append("an expression")
     if logic:
