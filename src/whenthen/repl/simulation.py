@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from whenthen.compiler.checked import CheckedProgram
-from whenthen.runtime.clock import SimulatedClock, epoch, from_epoch, parse_datetime
+from whenthen.runtime.clock import SimulatedClock, parse_datetime
 from whenthen.runtime.evaluate import show_value
 
 # A rule whose wait never becomes due must not make `:advance` loop for ever.
@@ -44,18 +44,20 @@ class ReplSimulation:
         return self._lines or [f"{self._time()}  {trigger}: no rule started"]
 
     def advance(self, delta: dt.timedelta) -> list[str]:
-        """Move the clock forward, resuming each wait at its own due time, in order (as simulate does)."""
+        """Move the clock forward, stopping at each due time in order, as simulate does: waits and
+        timeouts first, then schedules."""
+        from whenthen.runtime.simulate import next_instant
+
         self._lines = []
         target = self.clock.now() + delta
         for _ in range(MAX_ROUNDS):
-            due = self.engine.store.next_deadline()
-            if due is None or due > epoch(target):
+            due = next_instant(self.engine)
+            if due is None or due > target:
                 break
-            self.clock.set(from_epoch(due))
-            if self.engine.run_due() == 0:
+            self.clock.set(due)
+            if self.engine.run_due() + self.engine.fire_schedules(due) == 0:
                 break
         self.clock.set(target)
-        self.engine.fire_schedules(target)
         return self._lines + [f"now {self._time()}"]
 
     def runs(self) -> list[str]:

@@ -26,8 +26,8 @@ from whenthen.compiler.decls import ActionSig, ParamSig, Schema, TriggerSchema
 from whenthen.compiler.types import Type
 from whenthen.diagnostics import EventError, WhenthenError
 from whenthen.grammar import ast
-from whenthen.runtime import values, vm
-from whenthen.runtime.clock import Clock, RealClock, epoch, format_datetime
+from whenthen.runtime import schedules, values, vm
+from whenthen.runtime.clock import Clock, RealClock, epoch, format_datetime, from_epoch
 from whenthen.runtime.events import coerce_value, lookup_trigger, type_from_data, type_to_data, validate_event
 from whenthen.runtime.store import LeaseLost, RunRow, Store
 
@@ -219,6 +219,8 @@ class Engine:
             blob = code.encode()
             digest = compiled_hash(code)
             current = self.store.rule(name)
+            if enable and code.schedule is not None and (current is None or current["state"] != "active"):
+                self.store.arm_schedule(name, epoch(self.clock.now()))  # owes no slot before it is enabled
             if current is not None:
                 old = self.store.version(name, current["version"])
                 if old is not None and old["hash"] == digest:
@@ -249,7 +251,9 @@ class Engine:
         return found
 
     def enable(self, rule: str) -> None:
-        self._rule_or_fail(rule)
+        found = self._rule_or_fail(rule)
+        if found["trigger"] == ast.SCHEDULE_TRIGGER and found["state"] != "active":
+            self.store.arm_schedule(rule, epoch(self.clock.now()))  # slots while paused are not owed
         self.store.set_state(rule, "active")
 
     def pause(self, rule: str) -> None:
@@ -392,7 +396,7 @@ class Engine:
         """The worker loop: pending events and due runs, until `stop()` (or one pass with `once`)."""
         total = 0
         while True:
-            n = self.process_pending() + self.run_due()
+            n = self.process_pending() + self.run_due() + self.fire_schedules()
             total += n
             if once or (stop is not None and stop()):
                 return total
@@ -418,7 +422,10 @@ class Engine:
         for run_id, _ in self._candidates("wait", trigger, data):
             self._try_resume(run_id, event, now)
         filtered: dict[tuple[str, int], int] = defaultdict(int)
+        target = self.store.schedule_rule(event.event_id) if trigger == ast.SCHEDULE_TRIGGER else None
         for loaded in self._active.get(trigger, ()):
+            if trigger == ast.SCHEDULE_TRIGGER and loaded.name != target:
+                continue  # a schedule event starts only the rule whose slot it is
             if loaded.accepts(data):
                 self._start(loaded, event, now)
             else:
@@ -650,12 +657,51 @@ class Engine:
 
     # ------------------------------------------------------------------ schedules
 
-    def fire_schedules(self, until: dt.datetime) -> int:
-        """Fire schedule rules (`when every …`, `cron`, `at`) whose slots are due up to `until`.
+    def next_schedule_slot(self) -> dt.datetime | None:
+        """The earliest slot not yet fired of any active schedule rule (simulate and the REPL step
+        the clock to it); None when no schedule will fire."""
+        last = self._schedule_slots()
+        found = []
+        for loaded in self._active.get(ast.SCHEDULE_TRIGGER, ()):
+            slot = schedules.next_fire(loaded.code.schedule or {}, loaded.code.timezone, from_epoch(last[loaded.name]))
+            if slot is not None:
+                found.append(slot)
+        return min(found, default=None)
 
-        Hook for the schedules issue: schedule rules are stored and listed, but not fired yet.
-        """
-        return 0
+    def fire_schedules(self, until: dt.datetime | None = None) -> int:
+        """Fire each active schedule rule's latest slot in (its last fired slot, `until`] (default:
+        now), once: a worker that was down catches up with one event per rule, never a burst
+        (docs/time.md). The event's `at` is the slot. Returns how many fired."""
+        now = self.clock.now()
+        until = until or now
+        last = self._schedule_slots()
+        fired = 0
+        for loaded in list(self._active.get(ast.SCHEDULE_TRIGGER, ())):
+            code = loaded.code
+            slot = schedules.latest_fire(code.schedule or {}, code.timezone, from_epoch(last[loaded.name]), until)
+            if slot is None:
+                continue
+            data = {"at": slot}
+            event_id = self.store.claim_schedule_slot(loaded.name, epoch(slot), ast.SCHEDULE_TRIGGER,
+                                                      _dumps(values.to_json(data)), format_datetime(now), self.owner,
+                                                      time.time() + self.lease_seconds)
+            if event_id is None:  # another worker fired it
+                continue
+            self._process(_Queued(event_id, ast.SCHEDULE_TRIGGER, data, 0))
+            self._drain()
+            fired += 1
+        return fired
+
+    def _schedule_slots(self) -> dict[str, float]:
+        """The last slot of each active schedule rule; one that has none yet (it became a schedule
+        rule while active) is owed nothing before now."""
+        self._refresh()
+        last = self.store.schedule_slots()
+        for loaded in self._active.get(ast.SCHEDULE_TRIGGER, ()):
+            if loaded.name not in last:
+                self.store.arm_schedule(loaded.name, epoch(self.clock.now()))
+                last[loaded.name] = epoch(self.clock.now())
+        return last
 
 
 class _RunHost:

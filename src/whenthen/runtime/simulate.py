@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from whenthen.diagnostics import Diagnostic, EventError
-from whenthen.runtime.clock import SimulatedClock, epoch, format_datetime, from_epoch
+from whenthen.runtime.clock import SimulatedClock, format_datetime, from_epoch
 from whenthen.runtime.engine import Engine
 from whenthen.runtime.events import parse_event_line
 
@@ -109,20 +109,20 @@ def simulate(
         resumes = 0
 
         def advance(to: dt.datetime) -> None:
-            """Resume due waits and timeouts up to `to`, each at its own due time."""
+            """Play the clock up to `to`, stopping at each due time: waits and timeouts first, then
+            schedules."""
             nonlocal resumes
             while True:
-                due = engine.store.next_deadline()
-                if due is None or due > epoch(to):
+                due = next_instant(engine)
+                if due is None or due > to:
                     break
-                clock.set(from_epoch(due))
-                done = engine.run_due()
+                clock.set(due)
+                done = engine.run_due() + engine.fire_schedules(due)
                 resumes += done
                 if done == 0 or (until is None and resumes > MAX_RESUMES_WITHOUT_UNTIL):
                     result.truncated = done != 0
                     break
             clock.set(to)
-            engine.fire_schedules(to)
 
         current = start
         for event in events:
@@ -148,6 +148,16 @@ def simulate(
         return result
     finally:
         engine.close()
+
+
+def next_instant(engine: Engine) -> dt.datetime | None:
+    """The next time something is due without an event: a wait's deadline or a schedule's slot."""
+    deadline = engine.store.next_deadline()
+    found = [from_epoch(deadline)] if deadline is not None else []
+    slot = engine.next_schedule_slot()
+    if slot is not None:
+        found.append(slot)
+    return min(found, default=None)
 
 
 def _summary(engine: Engine, rules: list[str]) -> dict[str, dict[str, int]]:
