@@ -294,3 +294,23 @@ def test_at_schedule_in_the_past_never_fires(tmp_path):
     wt("2026-06-04T00:00:00Z", "worker", "--once")
     runs = json.loads(run_cli("--db", str(wt.db), "runs", "--format", "json").stdout)
     assert [(r["rule"], r["status"]) for r in runs] == [("Launch", "completed")]
+
+
+def test_two_engines_on_one_database_fire_a_slot_once(tmp_path):
+    from whenthen.api import compile as compile_rules
+    from whenthen.runtime.clock import FixedClock
+    from whenthen.runtime.engine import Engine
+
+    db = tmp_path / "wt.db"
+    first = Engine(db, FixedClock(utc(2026, 4, 1, 6)))
+    first.publish(compile_rules(DAILY, first.schema), enable=True)
+    first.clock = second_clock = FixedClock(utc(2026, 4, 3, 7, 30))
+    second = Engine(db, second_clock)
+    assert first.fire_schedules() + second.fire_schedules() == 1
+    assert first.fire_schedules() + second.fire_schedules() == 0
+    # a new version of the rule keeps its last slot: nothing is owed again
+    first.publish(compile_rules(DAILY.replace("report for", "daily report for"), first.schema), enable=True)
+    assert second.fire_schedules() == 0
+    assert [r["status"] for r in second.runs()] == ["completed"]
+    first.close()
+    second.close()
