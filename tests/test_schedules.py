@@ -136,6 +136,12 @@ def test_at_fires_once_and_never_in_the_past():
     assert latest_fire(once, PARIS, utc(2026, 12, 2), utc(2026, 12, 5)) is None
 
 
+def test_cron_on_a_day_that_never_comes_never_fires():
+    never = cron("0 0 30 2 *")
+    assert next_fire(never, PARIS, utc(2026, 1, 1)) is None
+    assert latest_fire(never, PARIS, utc(2026, 1, 1), utc(2027, 1, 1)) is None
+
+
 def first_instant_at_or_after(naive: dt.datetime, zone: str) -> dt.datetime:
     """An independent reading of the DST rule: scan UTC minute by minute for the first instant
     whose wall time has reached `naive` (the first occurrence, or the end of a gap)."""

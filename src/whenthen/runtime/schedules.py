@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -126,7 +126,10 @@ def _walls_after(schedule: dict[str, Any], wall: dt.datetime) -> Iterator[dt.dat
     if schedule.get("kind") == "cron":
         it = croniter(schedule["expr"], wall)
         while True:
-            yield it.get_next(dt.datetime)
+            try:
+                yield it.get_next(dt.datetime)
+            except CroniterBadDateError:  # a day that never comes (`0 0 30 2 *`): never fires
+                return
     time_of_day, weekday = _every_at(schedule)
     day = wall.date()
     while True:
@@ -142,7 +145,10 @@ def _walls_at_or_before(schedule: dict[str, Any], wall: dt.datetime) -> Iterator
         # croniter's get_prev is strict; cron slots are whole minutes, so start one minute on.
         it = croniter(schedule["expr"], wall.replace(second=0, microsecond=0) + dt.timedelta(minutes=1))
         while True:
-            yield it.get_prev(dt.datetime)
+            try:
+                yield it.get_prev(dt.datetime)
+            except CroniterBadDateError:
+                return
     time_of_day, weekday = _every_at(schedule)
     day = wall.date()
     while True:
