@@ -51,7 +51,6 @@ class FormatError(Exception):
 @dataclass
 class _Comment:
     offset: int
-    line: int
     text: str
     alone: bool  # nothing but whitespace before it on its line
 
@@ -111,8 +110,7 @@ def _scan(text: str) -> tuple[list[_Comment], str]:
         if match.group().startswith("#"):
             line_start = text.rfind("\n", 0, match.start()) + 1
             alone = not text[line_start:match.start()].strip()
-            line = text.count("\n", 0, match.start()) + 1
-            comments.append(_Comment(match.start(), line, match.group().rstrip(), alone))
+            comments.append(_Comment(match.start(), match.group().rstrip(), alone))
     pieces.append(text[last:])
     return comments, "".join(pieces)
 
