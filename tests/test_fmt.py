@@ -69,7 +69,7 @@ def with_comments(draw: st.DrawFn, text: str) -> str:
 strategies = pytest.importorskip("strategies")  # tests/strategies.py: generated ASTs, printed
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_generated_programs_with_comments(data: st.DataObject) -> None:
     text, _ = data.draw(strategies.programs())
