@@ -176,6 +176,9 @@ def test_completion_of_fields_enums_triggers_and_parameters(client: Client, proj
     params = RULES.replace("set_status(guest_id: id, status: 'ok')", "set_status(guest_id: id, ")
     found = labels(params, "guest_id: id, ", 14)
     assert found[0] == "status:" and "guest_id:" not in found and "email" in found
+    template = RULES.replace('subject: "Hi"', 'subject: "Hi {guest.compa')
+    assert "company" in labels(template, "{guest.compa", 12)  # inside a template's {…}
+    assert labels(RULES, '"Hi', 2) == []  # inside a string: nothing to offer
     body = labels(RULES, "  send_email", 2)
     assert {"email", "category", "form", "send_email", "set_status", "lower", "wait"} <= set(body)
 

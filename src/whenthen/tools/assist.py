@@ -74,8 +74,8 @@ def complete(text: str, offset: int, context: Analysis) -> list[Completion]:
     """Completions at `offset` of `text` (the document as typed), with types from `context`."""
     schema = context.checked.schema
     before = text[:offset]
-    line = before[before.rfind("\n") + 1:]
-    if _inside_string_or_comment(line):
+    line = _code_before_cursor(before[before.rfind("\n") + 1:])
+    if line is None:
         return []
     scope = _Scope.at(text, offset, context)
 
@@ -123,9 +123,37 @@ def complete(text: str, offset: int, context: Analysis) -> list[Completion]:
     return items
 
 
-def _inside_string_or_comment(line: str) -> bool:
-    rest = _STRINGS_AND_COMMENTS.sub("", line)
-    return any(ch in rest for ch in "'\"#")
+def _code_before_cursor(line: str) -> str | None:
+    """The code that ends at the cursor: `line` itself, or inside a template's `{…}` the text
+    after the `{`; None when the cursor is in a string or a comment."""
+    state, expr_start, i = "code", 0, 0
+    while i < len(line):
+        ch = line[i]
+        if state in ("code", "expr"):
+            if ch == "#" and state == "code":
+                return None
+            if ch == "'":
+                state = "single" if state == "code" else "expr-single"
+            elif ch == '"' and state == "code":
+                state = "template"
+            elif ch == "}" and state == "expr":
+                state = "template"
+        elif state in ("single", "expr-single", "template"):
+            if ch == "\\":
+                i += 1  # an escaped character
+            elif ch == "'" and state != "template":
+                state = "code" if state == "single" else "expr"
+            elif ch == '"' and state == "template":
+                state = "code"
+            elif ch == "{" and state == "template":
+                if line[i + 1:i + 2] == "{":
+                    i += 1  # `{{` is a literal brace
+                else:
+                    state, expr_start = "expr", i + 1
+        i += 1
+    if state == "code":
+        return line
+    return line[expr_start:] if state == "expr" else None
 
 
 def _triggers(schema: Schema) -> list[tuple[str, TriggerSchema]]:
