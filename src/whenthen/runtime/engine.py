@@ -309,14 +309,14 @@ class Engine:
         except EventError as exc:
             self._reject(trigger, data, now, str(exc))
             raise
-        event_id = self.store.insert_event(
-            trigger, _dumps(values.to_json(typed)), format_datetime(now), "processing" if dispatch else "pending",
-            origin=origin, owner=self.owner if dispatch else None,
-            lease_expires=time.time() + self.lease_seconds if dispatch else None)
-        if not dispatch:
-            return event_id
-        self._process(_Queued(event_id, trigger, typed, 0))
-        self._drain()
+        with self.store.batch():  # one commit for the event and what it does (until an action's effect)
+            event_id = self.store.insert_event(
+                trigger, _dumps(values.to_json(typed)), format_datetime(now), "processing" if dispatch else "pending",
+                origin=origin, owner=self.owner if dispatch else None,
+                lease_expires=time.time() + self.lease_seconds if dispatch else None)
+            if dispatch:
+                self._process(_Queued(event_id, trigger, typed, 0))
+                self._drain()
         return event_id
 
     def reject(self, trigger: str | None, data: Any, error: str) -> None:
@@ -362,13 +362,14 @@ class Engine:
         """Resume every run whose wait is due now (by deadline, then creation); returns how many."""
         self._refresh()
         done = 0
-        while limit is None or done < limit:
-            run = self.store.claim_next_due_run(epoch(self.clock.now()), time.time(), self.owner,
-                                                time.time() + self.lease_seconds)
-            if run is None:
-                break
-            self._resume_claimed(run)
-            self._drain()
+        while (limit is None or done < limit) and self.store.has_due_run(epoch(self.clock.now()), time.time()):
+            with self.store.batch():
+                run = self.store.claim_next_due_run(epoch(self.clock.now()), time.time(), self.owner,
+                                                    time.time() + self.lease_seconds)
+                if run is None:
+                    break
+                self._resume_claimed(run)
+                self._drain()
             done += 1
         return done
 
@@ -377,18 +378,20 @@ class Engine:
         process, or left by a worker that died); returns how many."""
         self._refresh()
         count = 0
-        while limit is None or count < limit:
-            row = self.store.claim_next_event(self.owner, time.time(), time.time() + self.lease_seconds)
-            if row is None:
-                break
-            event_id, trigger, data, _at, depth = row
-            try:
-                typed = validate_event(lookup_trigger(self._triggers, trigger), json.loads(data))
-            except (EventError, ValueError) as exc:
-                self.store.query("UPDATE events SET status = 'rejected', error = ? WHERE id = ?", (str(exc), event_id))
-                continue
-            self._process(_Queued(event_id, trigger, typed, depth))
-            self._drain()
+        while (limit is None or count < limit) and self.store.has_claimable_event(time.time()):
+            with self.store.batch():
+                row = self.store.claim_next_event(self.owner, time.time(), time.time() + self.lease_seconds)
+                if row is None:
+                    break
+                event_id, trigger, data, _at, depth = row
+                try:
+                    typed = validate_event(lookup_trigger(self._triggers, trigger), json.loads(data))
+                except (EventError, ValueError) as exc:
+                    self.store.query("UPDATE events SET status = 'rejected', error = ? WHERE id = ?",
+                                     (str(exc), event_id))
+                    continue
+                self._process(_Queued(event_id, trigger, typed, depth))
+                self._drain()
             count += 1
         return count
 

@@ -133,14 +133,24 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT (rollback on error); nested calls join the outer one."""
+        """BEGIN IMMEDIATE … COMMIT (rollback on error). Inside a `batch`, a savepoint: an error
+        undoes only this transaction's writes, and the commit waits for the batch's."""
         with self._lock:
             if self._depth:
+                if not self.conn.in_transaction:  # the batch committed early (commit_now)
+                    self.conn.execute("BEGIN IMMEDIATE")
+                name = f"t{self._depth}"
+                self.conn.execute(f"SAVEPOINT {name}")
                 self._depth += 1
                 try:
                     yield self.conn
+                except BaseException:
+                    self.conn.execute(f"ROLLBACK TO {name}")
+                    self.conn.execute(f"RELEASE {name}")
+                    raise
                 finally:
                     self._depth -= 1
+                self.conn.execute(f"RELEASE {name}")
                 return
             self.conn.execute("BEGIN IMMEDIATE")
             self._depth = 1
@@ -148,9 +158,24 @@ class Store:
                 yield self.conn
             except BaseException:
                 self._depth = 0
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise
             self._depth = 0
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the transactions inside into one commit (one event's dispatch, one resumed run).
+        `commit_now()` commits what is pending early: before an action's effect."""
+        with self.transaction():
+            yield
+
+    def commit_now(self) -> None:
+        """Inside a batch, make everything written so far durable and release the write lock
+        (the batch's next write opens a new transaction); outside one, nothing to do."""
+        if self._depth == 1 and self.conn.in_transaction:
             self.conn.execute("COMMIT")
 
     def query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
@@ -330,6 +355,18 @@ class Store:
             return RunRow(int(cur.lastrowid), rule, version, event_id, "running", frame, deadline, None,
                           depth, 1, 0)
 
+    def has_due_run(self, now: float, wall_now: float) -> bool:
+        """A read without the write lock: is there anything for claim_next_due_run?"""
+        return self.conn.execute(
+            "SELECT 1 FROM runs WHERE status IN ('running', 'waiting') AND deadline <= ? "
+            "AND (lease_owner IS NULL OR lease_expires < ?) LIMIT 1", (now, wall_now)).fetchone() is not None
+
+    def has_claimable_event(self, wall_now: float) -> bool:
+        """A read without the write lock: is there anything for claim_next_event?"""
+        return self.conn.execute(
+            "SELECT 1 FROM events WHERE status = 'pending' OR (status = 'processing' AND "
+            "(lease_expires IS NULL OR lease_expires < ?)) LIMIT 1", (wall_now,)).fetchone() is not None
+
     def claim_next_due_run(self, now: float, wall_now: float, owner: str, lease_expires: float) -> RunRow | None:
         """Take the run that is due first (by deadline, then creation) and that nobody holds."""
         with self.transaction() as c:
@@ -499,6 +536,7 @@ class Store:
                 "idem_key, status, args) VALUES (?, ?, ?, ?, ?, 'action', ?, ?, ?, 'started', ?)",
                 (run.id, run.activation, row["ordinal"], row["attempt"], row["at"], row["action"], row["step"],
                  row["idem_key"], row["args"]))
+        self.commit_now()  # the intent (and the claim before it) is durable before the effect
 
     def journal_result(self, run: RunRow, idem_key: str, status: str, result: bytes | None,
                        error: str | None, outbox: tuple[str, str, str] | None = None) -> None:
