@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from strategies import exprs, programs
 from whenthen.grammar import ast
 from whenthen.grammar.parser import parse, parse_expr
-from whenthen.grammar.printer import format_duration, format_float, print_expr, print_file
+from whenthen.grammar.printer import format_duration, format_float, print_expr, print_file, print_item
 from whenthen.source import Source
 
 CONFORMANCE = Path("/work/shared/conformance")
@@ -28,6 +29,27 @@ def reparse(text: str, name: str = "gen.rules") -> ast.File:
 def test_parse_print_round_trip_on_generated_programs(program: tuple[str, ast.File]) -> None:
     text, file = program
     assert reparse(text) == file
+
+
+def one_line_layout(file: ast.File, keep_end: bool) -> str:
+    """The same program with every rule on one line (`;` between statements), `end` optional."""
+    texts = []
+    for item in file.items:
+        text = print_item(item)
+        if isinstance(item, ast.Rule):
+            lines = [line.strip() for line in text.split("\n")]
+            then = lines.index("then")
+            text = " ".join(lines[: then + 1]) + " " + "; ".join(lines[then + 1 : -1])
+            text += " end" if keep_end else ""
+        texts.append(text)
+    return "\n".join(texts) + "\n"
+
+
+@settings(max_examples=60, deadline=None)
+@given(programs(), st.booleans())
+def test_one_line_layout_parses_to_the_same_program(program: tuple[str, ast.File], keep_end: bool) -> None:
+    _, file = program
+    assert reparse(one_line_layout(file, keep_end)) == file
 
 
 @settings(max_examples=200, deadline=None)
