@@ -214,6 +214,19 @@ def test_definition_of_trigger_action_and_let(client: Client, project: Path) -> 
     assert let["uri"] == uri and let["range"]["start"] == {"line": 3, "character": 6}
 
 
+def test_document_symbols_outline_rules_and_declarations(client: Client, project: Path) -> None:
+    uri = open_doc(client, project / "schema.rules")
+    client.diagnostics(uri)
+    symbols = client.request("textDocument/documentSymbol", {"textDocument": {"uri": uri}})
+    assert [(s["name"], s["detail"]) for s in symbols] == [
+        ("guest.added", "4 field(s)"), ("set_status", "set_status(guest_id: str, status: str)")]
+    rules_uri = open_doc(client, project / "welcome.rules")
+    client.diagnostics(rules_uri)
+    (rule,) = client.request("textDocument/documentSymbol", {"textDocument": {"uri": rules_uri}})
+    assert rule["name"] == "Welcome" and rule["detail"] == "when guest.added"
+    assert rule["selectionRange"]["start"] == {"line": 0, "character": 5}
+
+
 def test_formatting_returns_the_formatted_document(client: Client, project: Path) -> None:
     messy = project / "messy.rules"
     messy.write_text("when guest.added then log(message: 'x')   # note\n", encoding="utf-8")

@@ -429,3 +429,40 @@ def _field_definition(analysis: Analysis, offset: int, field_name: str) -> Span 
                     if decl.name == field_name:
                         return decl.span
     return None
+
+
+# ----------------------------------------------------------------------------- outline
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """One entry of the document outline: a rule, trigger or action declaration."""
+
+    name: str
+    kind: str  # 'rule' | 'trigger' | 'action'
+    detail: str
+    span: Span
+    name_span: Span
+
+
+def outline(analysis: Analysis) -> list[Symbol]:
+    """The rules (by their final names), trigger and action declarations of the document."""
+    file = analysis.file
+    if file is None:
+        return []
+    names = {id(info.rule): info.name for info in analysis.checked.rules}
+    symbols = []
+    for item in file.items:
+        match item:
+            case ast.Rule():
+                when = item.when.name if isinstance(item.when, ast.TriggerRef) else "schedule"
+                name_span = item.name_span if item.name is not None else item.when_span
+                symbols.append(Symbol(names.get(id(item), item.name or "rule"), "rule", f"when {when}",
+                                      item.span, name_span))
+            case ast.TriggerDecl():
+                symbols.append(Symbol(item.name, "trigger", f"{len(item.fields)} field(s)", item.span, item.name_span))
+            case ast.ActionDecl():
+                sig = analysis.checked.schema.actions.get(item.name)
+                symbols.append(Symbol(item.name, "action", action_signature(sig) if sig else "", item.span,
+                                      item.name_span))
+    return symbols

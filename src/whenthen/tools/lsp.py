@@ -18,7 +18,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument
 
 from whenthen.diagnostics import Diagnostic, Span
-from whenthen.tools.assist import Analysis, analyze, complete, definition, hover
+from whenthen.tools.assist import Analysis, analyze, complete, definition, hover, outline
 from whenthen.tools.fmt import FormatError, format_source
 
 _COMPLETION_KINDS = {
@@ -173,6 +173,18 @@ def on_definition(ls: WhenthenServer, params: lsp.DefinitionParams) -> lsp.Locat
         return None
     target_uri = uri if span.file == analysis.path else (from_fs_path(span.file) or span.file)
     return lsp.Location(uri=target_uri, range=_range(ls.workspace.get_text_document(target_uri), span))
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+def on_document_symbol(ls: WhenthenServer, params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol]:
+    uri = params.text_document.uri
+    analysis = ls.latest.get(uri)
+    if analysis is None:
+        return []
+    doc = ls.workspace.get_text_document(uri)
+    kinds = {"rule": lsp.SymbolKind.Function, "trigger": lsp.SymbolKind.Event, "action": lsp.SymbolKind.Method}
+    return [lsp.DocumentSymbol(name=s.name, kind=kinds[s.kind], detail=s.detail, range=_range(doc, s.span),
+                               selection_range=_range(doc, s.name_span)) for s in outline(analysis)]
 
 
 @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
