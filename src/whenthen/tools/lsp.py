@@ -78,6 +78,7 @@ class WhenthenServer(LanguageServer):
         doc = self.workspace.get_text_document(uri)
         path = self.document_path(uri)
         analysis = analyze(path, doc.source, self.neighbours(path))
+        self.latest[uri] = analysis  # also for a document asked about without being opened
         for other in list(self.workspace.text_documents.values()):
             other_path = self.document_path(other.uri)
             if os.path.dirname(other_path) != os.path.dirname(path):
