@@ -601,3 +601,12 @@ def test_parse_never_raises_on_mutated_programs(program: tuple[str, ast.File], d
     file, diags = parse(Source("m.rules", text))
     assert isinstance(file, ast.File)
     assert all(0 <= d.span.start <= d.span.end <= len(text) for d in diags)
+
+
+def test_many_errors_in_a_large_file_are_all_reported() -> None:
+    good = 'rule "R{i}"\nwhen a.b\nwhere x = {i}\nthen\n  f(a: 1)\n  wait 1h\nend\n'
+    bad = 'rule "B{i}"\nwhen a.b\nwhere x = = {i}\nthen\n  f(a: 1)\nend\n'
+    text = "".join((bad if i % 2 else good).format(i=i) for i in range(400))
+    file, diags = parse(Source("t.rules", text))
+    assert [i.name for i in file.items] == [f"R{i}" for i in range(0, 400, 2)]
+    assert len(diags) == 200 and {d.message for d in diags} == {"expected an expression, found '='"}
