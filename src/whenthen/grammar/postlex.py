@@ -55,7 +55,7 @@ def _retype_soft_keywords(stream: Iterable[Token]) -> Iterator[Token]:
 
 
 class _Machine:
-    """One pass over one token stream; see the module docstring of PostLexer for the rules."""
+    """The state of one pass over one token stream (the rules are in PostLexer's docstring)."""
 
     def __init__(self, stream: Iterable[Token]):
         self.tokens = _retype_soft_keywords(stream)
