@@ -361,6 +361,7 @@ def test_keywords_as_names_after_and_before_dots_and_before_colons() -> None:
 def test_a_bare_keyword_is_not_a_name() -> None:
     ((_line, col, message),) = errors("when a.b where at = 1 then stop")
     assert col == 16 and message.startswith("expected an expression")
+    assert message.endswith("('at' is a keyword; a field of that name is written event.at)")
 
 
 # ----------------------------------------------------------------------------- expressions

@@ -674,6 +674,11 @@ _OPERATORS = frozenset(
     "EQEQ NE LE GE EQUAL LT GT PLUS MINUS STAR SLASH PERCENT DOT CONTAINS STARTS ENDS IN NOT MATCHES IS "
     "LPAR".split()
 )
+# Keywords that read like field names, worth a hint when one is used as a bare name.
+_FIELD_LIKE_KEYWORDS = frozenset(
+    "at end rule action trigger timezone case every cron emit stop exit wait let switch with matches "
+    "contains empty starts ends until within for".split()
+)
 _STATEMENT_STARTS = frozenset("EMIT IF LET STOP SWITCH WAIT".split())
 _TYPE_STARTS = frozenset(("LBRACE", "SQSTRING", "NAME"))
 _ORDER = ("RULE", "WHEN", "TRIGGER", "ACTION", "THEN", "END", "ELIF", "ELSE", "CASE", "WHERE", "EXIT", "WITHIN", "WHEN", "COMMA", "RPAR",
@@ -768,6 +773,9 @@ def _syntax_diagnostic(exc: UnexpectedInput, locator: _Locator) -> tuple[Diagnos
             if span.end == span.start:  # virtual tokens are zero-width; point at one character
                 span = locator.point(pos, tok.line or 1, tok.column or 1)
         message = f"expected {describe_expected(expected)}, found {_found(tok)}"
+        expects_expr = len(expected & _EXPR_STARTS) >= 5
+        if expects_expr and tok.value in _FIELD_LIKE_KEYWORDS:
+            message += f" ('{tok.value}' is a keyword; a field of that name is written event.{tok.value})"
         return error(span, "E001", message), pos
     if isinstance(exc, UnexpectedCharacters):
         pos = exc.pos_in_stream
