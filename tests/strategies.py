@@ -4,8 +4,10 @@ Reusable by other test modules:
     exprs()        any expression (no nested templates inside template parts)
     conditions()   an `and`/`or`/comparison tree over names and literals
     statements()   one statement (blocks nest a little)
-    rules(), trigger_decls(), action_decls(), files()
-    programs()     a File printed to source text: `(text, file)`
+    rules, trigger_decls, action_decls, items, types, schedules   (strategies, not functions)
+    names, soft_names (keywords too), trigger_names, texts, literals()
+    files()        an ast.File (optionally starting with a timezone)
+    programs()     a File and its canonical source text: `(text, file)`
 
 Generated trees are syntactic only: names, fields and types are not meant to type-check.
 """
