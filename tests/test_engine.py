@@ -303,3 +303,21 @@ def test_stale_worker_cannot_commit_after_takeover(tmp_path):
         store.commit_activation(first, status="completed", frame=None, deadline=None, wait_trigger=None,
                                 waits=[], steps=[], error=None, at="x", emits=[])
     assert engine.runs()[0]["status"] == "running"
+
+
+def test_damaged_snapshots_and_bytecode_fail_cleanly(tmp_path):
+    engine, clock = make(tmp_path, """
+rule "A" when ping.sent then wait 1h; log(message: 'a')
+rule "B" when ping.sent then wait for message.received; log(message: 'b')
+""")
+    engine.emit("ping.sent", {"n": 1})
+    engine.store.query("UPDATE runs SET frame = x'00ff'")
+    engine.emit("message.received", {"client_id": "c", "thread": "t", "text": "x"})  # skips B, no crash
+    assert advance(engine, clock, dt.timedelta(hours=2)) == 1
+    statuses = {r["rule"]: (r["status"], r.get("error", "")) for r in engine.runs()}
+    assert statuses["A"][0] == "failed" and "corrupt run snapshot" in statuses["A"][1]
+    assert statuses["B"][0] == "waiting"
+    engine.store.query("UPDATE versions SET bytecode = x'0102'")
+    fresh = Engine(tmp_path / "wt.db", clock)
+    fresh.emit("ping.sent", {"n": 2})  # the unreadable versions start nothing; the event is kept
+    assert len(fresh.runs()) == 2 and fresh.events()[-1]["status"] == "processed"

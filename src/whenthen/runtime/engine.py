@@ -187,7 +187,10 @@ class Engine:
             row = self.store.version(rule, version)
             if row is None:
                 return None
-            code = RuleCode.decode(row["bytecode"])
+            try:
+                code = RuleCode.decode(row["bytecode"])
+            except BytecodeError:  # written by another format version, or damaged: skip, never crash
+                return None
             loaded = LoadedRule(rule, version, code, _filter_of(code))
             self._loaded[key] = loaded
         return loaded
@@ -444,9 +447,9 @@ class Engine:
         if run is None or run.status in ENDED:
             return
         loaded = self._load(run.rule, run.version)
-        if loaded is None or run.frame is None:
+        frame = _decode_frame(run.frame)
+        if loaded is None or frame is None:
             return
-        frame = vm.Frame.decode(run.frame)
         if not vm.exit_matches(loaded.code, clause, frame.event, data, now=now):
             return
         at = format_datetime(now)
@@ -460,9 +463,9 @@ class Engine:
         if run is None or run.status != "waiting" or run.frame is None:
             return
         loaded = self._load(run.rule, run.version)
-        if loaded is None:
+        frame = _decode_frame(run.frame)
+        if loaded is None or frame is None:
             return
-        frame = vm.Frame.decode(run.frame)
         if not vm.wait_matches(loaded.code, frame, event.data, now=now):
             return
         claimed = self.store.claim_run(run, self.owner, time.time(), time.time() + self.lease_seconds,
@@ -609,6 +612,7 @@ class Engine:
                                           run.depth + 1, "system"))
                     raise RuntimeError(error) from None
                 if not self.dry_run:
+                    self.store.commit_now()  # never sleep holding the write lock
                     time.sleep(self.retry.delay(attempt))
                 attempt += 1
                 continue
@@ -741,6 +745,16 @@ class _RunHost:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _decode_frame(blob: bytes | None) -> vm.Frame | None:
+    """A run's snapshot, or None when it is missing or unreadable (that run is skipped, not fatal)."""
+    if blob is None:
+        return None
+    try:
+        return vm.Frame.decode(blob)
+    except BytecodeError:
+        return None
 
 
 def compiled_hash(code: RuleCode) -> str:
