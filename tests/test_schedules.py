@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from whenthen.runtime.schedules import latest_fire, next_fire, slots, wall_to_instant
+from whenthen.runtime.schedules import describe, latest_fire, next_fire, slots, wall_to_instant
 
 PARIS = "Europe/Paris"  # 2026: spring forward 03-29 02:00 CET -> 03:00 CEST; fall back 10-25 03:00 -> 02:00
 NEW_YORK = "America/New_York"  # 2026: spring forward 03-08 02:00 -> 03:00; fall back 11-01 02:00 -> 01:00
@@ -140,6 +140,13 @@ def test_cron_on_a_day_that_never_comes_never_fires():
     never = cron("0 0 30 2 *")
     assert next_fire(never, PARIS, utc(2026, 1, 1)) is None
     assert latest_fire(never, PARIS, utc(2026, 1, 1), utc(2027, 1, 1)) is None
+
+
+def test_describe_reads_like_the_source():
+    assert describe({"kind": "every", "seconds": 5400}, PARIS) == "every 1h30m"
+    assert describe(every_day_at("09:00"), PARIS) == "every day at 09:00 (Europe/Paris)"
+    assert describe(cron("0 9 * * 1"), "UTC") == 'cron "0 9 * * 1"'
+    assert describe({"kind": "at", "when": utc(2026, 12, 1, 8)}, PARIS) == "at 2026-12-01T08:00:00Z"
 
 
 def first_instant_at_or_after(naive: dt.datetime, zone: str) -> dt.datetime:

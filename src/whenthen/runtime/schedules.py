@@ -98,6 +98,19 @@ def slots(schedule: dict[str, Any], timezone: str, after: dt.datetime, until: dt
     return found
 
 
+def describe(schedule: dict[str, Any], timezone: str) -> str:
+    """The schedule as written (`every day at 09:00`), with the zone of wall-clock forms."""
+    kind = schedule.get("kind")
+    if kind == "every":
+        from whenthen.runtime.values import format_duration
+
+        return f"every {format_duration(_every_step(schedule))}"
+    if kind == "at":
+        return f"at {_aware(schedule['when']).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    text = f'cron "{schedule["expr"]}"' if kind == "cron" else f"every {schedule['day']} at {schedule['time']}"
+    return text if timezone == "UTC" else f"{text} ({timezone})"
+
+
 def wall_to_instant(naive: dt.datetime, tz: ZoneInfo) -> dt.datetime:
     """The instant (UTC) a wall-clock time stands for: its first occurrence when it occurs twice,
     and the first instant after the gap when it does not occur at all."""
