@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from whenthen.api import compile as compile_rules
@@ -321,3 +323,54 @@ rule "B" when ping.sent then wait for message.received; log(message: 'b')
     fresh = Engine(tmp_path / "wt.db", clock)
     fresh.emit("ping.sent", {"n": 2})  # the unreadable versions start nothing; the event is kept
     assert len(fresh.runs()) == 2 and fresh.events()[-1]["status"] == "processed"
+
+
+PLAY_RULES = """
+rule "Reply" when message.sent exit when order.placed where customer_id = message.client_id then
+  log(message: "sent {thread}")
+  let r = wait for message.received where thread = message.thread within 2h
+  if r is null then log(message: "timeout {thread}") else log(message: "reply {r.text}"); emit ping.sent(n: 1) end
+  wait 30m
+  log(message: "done {thread}")
+end
+rule "Ping" when ping.sent then wait 1h; log(message: "ping {n}")
+"""
+
+
+def _play(path, steps, reopen: bool) -> list[tuple]:
+    clock = SimulatedClock(T0)
+    engine = Engine(path, clock)
+    engine.publish(compile_rules(SCHEMA + PLAY_RULES, engine.schema), enable=True)
+    for minutes, trigger, data in [*steps, (24 * 60, None, None)]:
+        target = clock.now() + dt.timedelta(minutes=minutes)
+        while (due := engine.store.next_deadline()) is not None and due <= target.timestamp():
+            if reopen:  # a new process resumes every run from its snapshot alone
+                engine.close()
+                engine = Engine(path, clock)
+            clock.set(dt.datetime.fromtimestamp(due, dt.UTC))
+            engine.run_due()
+        clock.set(target)
+        if reopen:
+            engine.close()
+            engine = Engine(path, clock)
+        if trigger is not None:
+            engine.emit(trigger, data)
+    return [(r["rule"], r["status"], tuple((s["at"], s["args"]["message"]) for s in action_steps(engine, r["id"])))
+            for r in engine.runs()]
+
+
+event_steps = st.lists(st.tuples(
+    st.integers(0, 180),
+    st.sampled_from(["message.sent", "message.received", "order.placed"]),
+    st.sampled_from(["A", "B"]),
+), min_size=1, max_size=8).map(lambda items: [
+    (m, t, {"message.sent": {"client_id": k, "thread": k},
+            "message.received": {"client_id": k, "thread": k, "text": "hi"},
+            "order.placed": {"customer_id": k}}[t]) for m, t, k in items])
+
+
+@settings(max_examples=15, deadline=None)
+@given(event_steps)
+def test_resuming_from_snapshots_in_new_processes_gives_the_same_trace(tmp_path_factory, steps):
+    base = tmp_path_factory.mktemp("play")
+    assert _play(base / "one.db", steps, reopen=False) == _play(base / "many.db", steps, reopen=True)
