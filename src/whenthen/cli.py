@@ -197,7 +197,7 @@ def rules(obj: Context, fmt: str) -> None:
     if fmt == "json":
         _print_json(found)
         return
-    _table([[r["name"], r["version"], r["state"], r["trigger"], r["runs"], r["waiting"], r["completed"],
+    _table([[r["name"], r["version"], r["state"], r.get("schedule") or r["trigger"], r["runs"], r["waiting"], r["completed"],
              r["failed"], r["exited"], r["filtered"]] for r in found],
            ["RULE", "VERSION", "STATE", "TRIGGER", "RUNS", "WAITING", "COMPLETED", "FAILED", "EXITED", "FILTERED"])
 
