@@ -68,6 +68,40 @@ class LoadedRule:
 
 
 @dataclass
+class _TriggerRules:
+    """The active rules on one trigger, indexed by a `field = constant` each filter requires
+    (`RuleCode.equalities`), so an event evaluates only the filters it can satisfy."""
+
+    rules: list[LoadedRule]
+    set_id: str  # names this set of (rule, version) for the filtered counts
+    unindexed: list[int]
+    index: dict[str, dict[str, list[int]]]  # field -> index_key(constant) -> positions in rules
+
+    @classmethod
+    def build(cls, rules: list[LoadedRule]) -> _TriggerRules:
+        unindexed: list[int] = []
+        index: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for position, loaded in enumerate(rules):
+            if loaded.code.equalities:
+                fld, constant = loaded.code.equalities[0]
+                index[fld][index_key(constant)].append(position)
+            else:
+                unindexed.append(position)
+        members = "\n".join(f"{r.name}\0{r.version}" for r in rules)
+        set_id = hashlib.sha256(members.encode()).hexdigest()[:20]
+        return cls(rules, set_id, unindexed, {f: dict(v) for f, v in index.items()})
+
+    def candidates(self, data: dict[str, Any]) -> list[LoadedRule]:
+        """The rules whose filter may be true for `data`, in rule order."""
+        found = list(self.unindexed)
+        for fld, by_value in self.index.items():
+            found.extend(by_value.get(index_key(_field_path(data, fld)), ()))
+        if len(self.index) > 0:
+            found.sort()
+        return [self.rules[i] for i in found]
+
+
+@dataclass
 class Published:
     """What `publish` did to one rule."""
 
@@ -128,6 +162,7 @@ class Engine:
         self._loaded: dict[tuple[str, int], LoadedRule] = {}
         self._generation = -1
         self._active: dict[str, list[LoadedRule]] = {}
+        self._starts: dict[str, _TriggerRules] = {}
         self._triggers: dict[str, TriggerSchema] = {}
         self._actions: dict[str, ActionSig] = {}
         self._queue: deque[_Queued] = deque()
@@ -178,6 +213,10 @@ class Engine:
             if loaded is not None:
                 active[trigger].append(loaded)
         self._active = dict(active)
+        self._starts = {trigger: _TriggerRules.build(rules) for trigger, rules in active.items()
+                        if trigger != ast.SCHEDULE_TRIGGER}
+        for group in self._starts.values():
+            self.store.save_active_set(group.set_id, [(r.name, r.version) for r in group.rules])
         self._generation = generation
 
     def _load(self, rule: str, version: int) -> LoadedRule | None:
@@ -290,7 +329,21 @@ class Engine:
                         "runs": sum(runs.values()), **{s: runs.get(s, 0) for s in
                                                        ("running", "waiting", "completed", "failed", "exited")},
                         "filtered": filtered.get(r["name"], 0)})
+            if r["trigger"] == ast.SCHEDULE_TRIGGER:
+                out[-1].update(self._schedule_view(r["name"], r["version"], r["state"]))
         return out
+
+    def _schedule_view(self, rule: str, version: int, state: str) -> dict[str, Any]:
+        """`schedule` (as written) and `next_fire` (UTC; null when paused or never again)."""
+        loaded = self._load(rule, version)
+        if loaded is None or loaded.code.schedule is None:
+            return {}
+        code = loaded.code
+        last = self.store.schedule_slots().get(rule)
+        after = from_epoch(last) if last is not None else self.clock.now()
+        slot = schedules.next_fire(code.schedule, code.timezone, after) if state == "active" else None
+        return {"schedule": schedules.describe(code.schedule, code.timezone),
+                "next_fire": format_datetime(slot) if slot is not None else None}
 
     def uses(self, trigger: str) -> list[dict[str, Any]]:
         """Where a trigger is started on (`start`), awaited (`await`), exited on (`exit`) or emitted."""
@@ -428,15 +481,24 @@ class Engine:
         for run_id, _ in self._candidates("wait", trigger, data):
             self._try_resume(run_id, event, now)
         filtered: dict[tuple[str, int], int] = defaultdict(int)
-        target = self.store.schedule_rule(event.event_id) if trigger == ast.SCHEDULE_TRIGGER else None
-        for loaded in self._active.get(trigger, ()):
-            if trigger == ast.SCHEDULE_TRIGGER and loaded.name != target:
-                continue  # a schedule event starts only the rule whose slot it is
-            if loaded.accepts(data):
-                self._start(loaded, event, now)
-            else:
-                filtered[(loaded.name, loaded.version)] += 1
-        self.store.finish_event(event.event_id, self.owner, filtered)
+        seen = None
+        if trigger == ast.SCHEDULE_TRIGGER:
+            target = self.store.schedule_rule(event.event_id)
+            for loaded in self._active.get(trigger, ()):
+                if loaded.name != target:
+                    continue  # a schedule event starts only the rule whose slot it is
+                if loaded.accepts(data):
+                    self._start(loaded, event, now)
+                else:
+                    filtered[(loaded.name, loaded.version)] += 1
+        elif (group := self._starts.get(trigger)) is not None:
+            # Only rules whose required `field = constant` the event satisfies are evaluated; the
+            # others are filtered, which the store derives from `seen` (one row per event).
+            for loaded in group.candidates(data):
+                if loaded.accepts(data):
+                    self._start(loaded, event, now)
+            seen = (trigger, group.set_id)
+        self.store.finish_event(event.event_id, self.owner, filtered, seen)
 
     def _candidates(self, kind: str, trigger: str, data: dict[str, Any]) -> list[tuple[int, int]]:
         fields = self.store.wait_fields(kind, trigger)

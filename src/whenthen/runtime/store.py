@@ -62,6 +62,10 @@ CREATE TABLE IF NOT EXISTS wait_fields (trigger TEXT NOT NULL, kind TEXT NOT NUL
   PRIMARY KEY (trigger, kind, field));
 CREATE TABLE IF NOT EXISTS counters (rule TEXT NOT NULL, version INTEGER NOT NULL,
   filtered INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rule, version));
+CREATE TABLE IF NOT EXISTS active_sets (set_id TEXT NOT NULL, rule TEXT NOT NULL, version INTEGER NOT NULL,
+  PRIMARY KEY (set_id, rule, version));
+CREATE TABLE IF NOT EXISTS trigger_seen (trigger TEXT NOT NULL, set_id TEXT NOT NULL,
+  n INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (trigger, set_id));
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY, run_id INTEGER, action TEXT NOT NULL, args TEXT NOT NULL,
   idem_key TEXT UNIQUE, created_at TEXT NOT NULL);
@@ -206,9 +210,38 @@ class Store:
             counts.setdefault(rule, {})[status] = n
         return counts
 
+    def filtered_by_version(self) -> dict[tuple[str, int], int]:
+        """Events of each rule version's start trigger whose `when … where` was false.
+
+        An event is counted once against the set of versions that were active on its trigger
+        (`trigger_seen`), so dispatch writes one row whatever the number of rules; filtered is
+        then what each version saw minus the runs it started. Schedule events, which each
+        target one rule, are counted per rule in `counters`."""
+        counts: dict[tuple[str, int], int] = {}
+        for rule, version, n in self.conn.execute(
+                "SELECT a.rule, a.version, sum(t.n) FROM trigger_seen t JOIN active_sets a ON a.set_id = t.set_id "
+                "GROUP BY a.rule, a.version"):
+            counts[(rule, version)] = int(n)
+        for rule, version, n in self.conn.execute(
+                "SELECT r.rule, r.version, count(*) FROM runs r JOIN versions v ON v.rule = r.rule "
+                "AND v.version = r.version WHERE r.event_id IS NOT NULL AND v.trigger != 'schedule.fired' "
+                "GROUP BY r.rule, r.version"):
+            if (rule, version) in counts:
+                counts[(rule, version)] = max(0, counts[(rule, version)] - n)
+        for rule, version, n in self.conn.execute("SELECT rule, version, filtered FROM counters"):
+            counts[(rule, version)] = counts.get((rule, version), 0) + n
+        return counts
+
     def filtered_counts(self) -> dict[str, int]:
-        rows = self.conn.execute("SELECT rule, sum(filtered) FROM counters GROUP BY rule")
-        return {rule: int(n) for rule, n in rows}
+        totals: dict[str, int] = {}
+        for (rule, _), n in self.filtered_by_version().items():
+            totals[rule] = totals.get(rule, 0) + n
+        return totals
+
+    def save_active_set(self, set_id: str, members: list[tuple[str, int]]) -> None:
+        with self.transaction() as c:
+            c.executemany("INSERT OR IGNORE INTO active_sets VALUES (?, ?, ?)",
+                          [(set_id, rule, version) for rule, version in members])
 
     def version(self, rule: str, version: int) -> dict[str, Any] | None:
         row = self.conn.execute(
@@ -306,8 +339,10 @@ class Store:
                 (owner, lease_expires, event_id, wall_now))
             return cur.rowcount == 1
 
-    def finish_event(self, event_id: int, owner: str, filtered: dict[tuple[str, int], int]) -> bool:
-        """Mark an event processed and add its filtered counts, once (fenced by the event's lease)."""
+    def finish_event(self, event_id: int, owner: str, filtered: dict[tuple[str, int], int],
+                     seen: tuple[str, str] | None = None) -> bool:
+        """Mark an event processed and count it, once (fenced by the event's lease): `seen` is
+        (trigger, active set id), `filtered` per-version counts (schedule events)."""
         with self.transaction() as c:
             cur = c.execute(
                 "UPDATE events SET status = 'processed', lease_owner = NULL, lease_expires = NULL "
@@ -318,6 +353,9 @@ class Store:
                 "INSERT INTO counters (rule, version, filtered) VALUES (?, ?, ?) ON CONFLICT (rule, version) "
                 "DO UPDATE SET filtered = filtered + excluded.filtered",
                 [(rule, version, n) for (rule, version), n in filtered.items()])
+            if seen is not None:
+                c.execute("INSERT INTO trigger_seen (trigger, set_id, n) VALUES (?, ?, 1) ON CONFLICT (trigger, set_id) "
+                          "DO UPDATE SET n = n + 1", seen)
             return True
 
     def event(self, event_id: int) -> dict[str, Any] | None:
