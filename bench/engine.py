@@ -8,6 +8,8 @@ Reports, measured in one run on one machine:
   the same rows (event, run with its frame blob, event marked processed) with one commit per
   event, as the engine does;
 - runs resumed per second when their wait is due (each then calls `log`, journaled, and ends);
+- events/s with `--rules` rules on one trigger, each requiring its own `owner = '…'` (the engine
+  evaluates only the filters an event can satisfy), against one rule;
 - with `--waiting` runs suspended on `wait for reply.received where thread = message.thread
   within 1h`: the time to match one reply among them (an index lookup, not a scan), and the
   rate at which all of them are resumed when their timeout comes.
@@ -117,6 +119,23 @@ def raw_sqlite(path: Path, events: list[dict], frame: bytes) -> float:
     return elapsed
 
 
+def bench_many_rules(tmp: Path, rules: int, n: int = 2000) -> None:
+    source = "trigger job.created { id: str, owner: str }\n" + "".join(
+        f"rule \"R{i}\" when job.created where owner = 'o{i}' then log(message: id)\n" for i in range(rules))
+    tmp.mkdir(exist_ok=True)
+    engine, _ = engine_on(tmp / "rules.db", source)
+    start = time.perf_counter()
+    engine.emit("job.created", {"id": "warm-up", "owner": "nobody"})  # loads and compiles every rule once
+    load_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(n):
+        engine.emit("job.created", {"id": f"j{i}", "owner": f"o{i % rules}"})
+    elapsed = time.perf_counter() - start
+    assert len(engine.runs()) == n
+    print(f"{rules:,} rule(s) on one trigger, 1 matching per event: {rate(n, elapsed)}; "
+          f"loading them: {load_s:.2f} s")
+
+
 def bench_waiting(tmp: Path, n: int, probes: int = 200) -> None:
     engine, clock = engine_on(tmp / "waiting.db", REPLIES)
     start = time.perf_counter()
@@ -150,10 +169,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--waiting", type=int, default=100_000)
+    parser.add_argument("--rules", type=int, default=10_000)
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         bench_emit(Path(tmp), args.events)
+        for count in (1, args.rules):
+            bench_many_rules(Path(tmp) / f"r{count}", count)
         if args.waiting:
             bench_waiting(Path(tmp), args.waiting)
 
