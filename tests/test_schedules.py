@@ -282,6 +282,8 @@ def test_worker_down_for_days_fires_the_latest_missed_slot_once(tmp_path):
     assert wt.fired() == [("2026-03-30T07:00:00Z", "2026-03-30T08:30:00Z")]
     wt("2026-03-31T07:00:00Z", "worker", "--once")  # on time the next day
     assert wt.fired()[1:] == [("2026-03-31T07:00:00Z", "2026-03-31T07:00:00Z")]
+    [rule] = json.loads(wt("2026-03-31T07:00:00Z", "rules", "--format", "json").stdout)
+    assert (rule["schedule"], rule["next_fire"]) == ("every day at 09:00 (Europe/Paris)", "2026-04-01T07:00:00Z")
 
 
 def test_paused_schedule_owes_nothing_for_the_pause(tmp_path):
