@@ -329,3 +329,11 @@ def test_two_engines_on_one_database_fire_a_slot_once(tmp_path):
     assert [r["status"] for r in second.runs()] == ["completed"]
     first.close()
     second.close()
+
+
+def test_checker_rejects_a_cron_that_never_fires():
+    from whenthen.api import check
+
+    [never] = check('rule "Never" when cron "0 0 30 2 *" then log(message: "x")\n')
+    assert (never.code, never.line) == ("E112", 1) and "never fires" in never.message
+    assert check('rule "Leap" when cron "0 0 29 2 *" then log(message: "x")\n') == []

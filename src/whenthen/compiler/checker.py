@@ -43,6 +43,7 @@ from whenthen.compiler.types import (
 )
 from whenthen.diagnostics import NO_SPAN, Diagnostic, Span, error, warning
 from whenthen.grammar import ast
+from whenthen.runtime.schedules import next_fire
 from whenthen.source import Source
 from whenthen.stdlib import default_schema
 from whenthen.stdlib.functions import ArgumentTypeError
@@ -459,6 +460,8 @@ class _Checker:
         elif isinstance(when, ast.Cron):
             if not _valid_cron(when.expr):
                 self.err(when.span, "E112", msg.bad_cron(when.expr))
+            elif next_fire({"kind": "cron", "expr": when.expr}, "UTC", _CRON_PROBE) is None:
+                self.err(when.span, "E112", msg.cron_never_fires(when.expr))
 
     # ------------------------------------------------------------------------- statements
 
@@ -961,6 +964,10 @@ def _where(span: Span) -> str:
 
 def _same_action(a: ActionSig, b: ActionSig) -> bool:
     return a.params == b.params and a.result == b.result
+
+
+# Where the checker looks for a cron expression's first match (`0 0 30 2 *` has none).
+_CRON_PROBE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 def _valid_cron(expr: str) -> bool:

@@ -257,6 +257,10 @@ def bad_cron(expr: str) -> str:
     return f"invalid cron expression '{expr}': expected five fields 'minute hour day month weekday'"
 
 
+def cron_never_fires(expr: str) -> str:
+    return f"cron expression '{expr}' never fires: no date matches its day and month fields"
+
+
 def bad_weekday(day: str, candidates: Iterable[str]) -> str:
     return f"unknown day '{day}' in `every … at`" + did_you_mean(day, candidates)
 
