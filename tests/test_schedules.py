@@ -216,6 +216,33 @@ def test_simulate_case_with_reminders_and_schedules():
         < order.index(("2026-03-30T07:00:00Z", "Appointment reminder"))
 
 
+SOURCES = {  # schedule as written -> its plain data, for the simulate property below
+    "every 90m": {"kind": "every", "seconds": 5400},
+    "every day at 02:30": every_day_at("02:30"),
+    "every sunday at 09:00": {"kind": "every_at", "day": "sunday", "time": "09:00"},
+    'cron "*/20 1-3 * * *"': cron("*/20 1-3 * * *"),
+}
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.sampled_from(sorted(SOURCES)), st.sampled_from([PARIS, NEW_YORK]),
+       st.sampled_from([utc(2026, 3, 6), utc(2026, 3, 27), utc(2026, 10, 23), utc(2026, 10, 30)]),
+       st.integers(min_value=0, max_value=47))
+def test_simulate_fires_exactly_the_computed_slots(tmp_path_factory, written, zone, day, hours):
+    from whenthen.runtime.simulate import simulate
+
+    folder = tmp_path_factory.mktemp("sim")
+    (folder / "r.rules").write_text(f'timezone "{zone}"\ntrigger go.now {{ }}\n'
+                                    f'rule "S" when {written} then log(message: "{{event.at}}")\n')
+    start = day + dt.timedelta(hours=hours)
+    (folder / "e.jsonl").write_text(json.dumps({"trigger": "go.now", "at": start.isoformat(), "data": {}}) + "\n")
+    until = start + dt.timedelta(days=4)
+    result = simulate([folder / "r.rules"], folder / "e.jsonl", until=until)
+    assert result.ok, result.diagnostics
+    fired = [r["at"] for r in result.trace if r["kind"] == "action"]
+    assert fired == [slot.strftime("%Y-%m-%dT%H:%M:%SZ") for slot in slots(SOURCES[written], zone, start, until)]
+
+
 def test_simulate_without_until_fires_schedules_up_to_the_end(tmp_path):
     (tmp_path / "r.rules").write_text(
         'trigger job.queued { id: str }\n'
