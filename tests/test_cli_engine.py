@@ -170,3 +170,18 @@ def test_simulate_command_formats_and_exit_status(tmp_path):
     assert proc.returncode == 1
     assert "events.jsonl:1: error: guest.added: field 'id'" in proc.stderr
     assert wt(tmp_path, "simulate", "rules.rules", "--events", "nope.jsonl").returncode == 2
+
+
+def test_worker_stops_cleanly_on_sigterm(published):
+    import signal
+    import time
+
+    t = published
+    env = {k: v for k, v in os.environ.items() if k not in ("WHENTHEN_DB", "WHENTHEN_NOW")}
+    proc = subprocess.Popen([sys.executable, "-m", "whenthen", "--db", str(t / "wt.db"), "worker", "--idle", "0.05"],
+                            cwd=t, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "stopping after the current run" in err and "Traceback" not in err

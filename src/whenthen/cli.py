@@ -339,10 +339,22 @@ def ingest(obj: Context, file: str, actions: str | None) -> None:
 @click.pass_obj
 def worker(obj: Context, once: bool, idle: float, lease: float, actions: str | None) -> None:
     """Resume due runs and process pending events until stopped."""
+    import signal
+
     engine = _engine(obj, actions)
     engine.lease_seconds = lease
+    stopping: list[int] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if stopping:  # a second signal: stop now (the runs in hand are taken over after --lease)
+            raise KeyboardInterrupt
+        stopping.append(signum)
+        click.echo("worker: stopping after the current run (signal again to stop now)", err=True)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     try:
-        done = engine.work(once=once, idle=idle)
+        done = engine.work(once=once, idle=idle, stop=lambda: bool(stopping))
     except KeyboardInterrupt:
         return
     if once:

@@ -455,11 +455,14 @@ class Engine:
         """The worker loop: pending events and due runs, until `stop()` (or one pass with `once`)."""
         total = 0
         while True:
-            n = self.process_pending() + self.run_due() + self.fire_schedules()
+            # small slices, so a stop request is honoured between them
+            n = self.process_pending(limit=100) + self.run_due(limit=100) + self.fire_schedules()
             total += n
-            if once or (stop is not None and stop()):
+            if stop is not None and stop():
                 return total
             if n == 0:
+                if once:
+                    return total
                 time.sleep(idle)
 
     # ------------------------------------------------------------------ dispatch
