@@ -400,10 +400,29 @@ def run_cmd(obj: Context, run_id: int, fmt: str) -> None:
             outcome = f"error: {step['error']}" if step.get("error") else f"→ {json.dumps(step['result'])}"
             click.echo(f"  {step['at']}  {step['action']}({args})  {outcome}")
         else:
-            extra = {k: v for k, v in step.items() if k not in ("at", "kind")}
-            click.echo(f"  {step['at']}  {step['kind']}  {json.dumps(extra)}")
+            click.echo(f"  {step['at']}  {_describe_step(step)}")
     if found.get("error"):
         click.echo(f"  error: {found['error']}")
+
+
+def _describe_step(step: dict) -> str:
+    """One trace step of `run ID`, in words."""
+    kind = step["kind"]
+    if kind == "wait":
+        if step.get("wait") == "for":
+            until = f" until {step['until']}" if step.get("until") else ""
+            return f"wait for {step.get('trigger')} {json.dumps(step.get('correlation') or {})}{until}"
+        return f"wait until {step.get('until')}"
+    if kind == "emit":
+        return f"emit {step.get('trigger')} {json.dumps(step.get('data'))}"
+    if kind == "branch":
+        return f"branch {step.get('branch')} (line {step.get('line')})"
+    if kind == "exit":
+        return f"exit on {step.get('trigger')} {json.dumps(step.get('event'))}"
+    if kind == "error":
+        return f"error: {step.get('error')}"
+    extra = {k: v for k, v in step.items() if k not in ("at", "kind")}
+    return f"{kind} {json.dumps(extra)}"
 
 
 @main.command()
