@@ -142,19 +142,25 @@ rule "Loop" when ping.sent then emit ping.sent(n: n + 1)
 
 
 def test_failed_action_retries_then_fires_action_failed_and_run_failed(tmp_path):
-    calls = []
+    calls: list[str] = []
 
     def set_status(guest_id: str, status: str, idempotency_key: str) -> dict:
         calls.append(idempotency_key)
         raise RuntimeError("backend down")
 
-    engine, _ = make(tmp_path, """
+    engine, clock = make(tmp_path, """
 rule "Try" when guest.added then set_status(guest_id: id, status: 'x')
 rule "Alert" when action.failed then log(message: "{action.action}: {action.error}")
 rule "RunAlert" when run.failed then log(message: run.error)
-""", actions=[set_status])
+""", actions=[set_status], retry=RetryPolicy(attempts=3, base_delay=60, factor=2, max_delay=600))
     engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
-    assert len(calls) == 3
+    assert len(calls) == 1
+    # the run waits for its retry (durably: nothing sleeps) and is due after 60 s, then 120 s more
+    assert engine.runs(rule="Try")[0]["status"] == "waiting"
+    assert advance(engine, clock, dt.timedelta(seconds=59)) == 0
+    assert advance(engine, clock, dt.timedelta(seconds=1)) == 1 and len(calls) == 2
+    assert advance(engine, clock, dt.timedelta(seconds=119)) == 0
+    assert advance(engine, clock, dt.timedelta(seconds=1)) == 1 and len(calls) == 3
     run_id = engine.runs(rule="Try")[0]["id"]
     assert calls == [f"{run_id}:0:1", f"{run_id}:0:2", f"{run_id}:0:3"]
     assert engine.runs(rule="Try")[0]["status"] == "failed"
@@ -162,7 +168,8 @@ rule "RunAlert" when run.failed then log(message: run.error)
     assert action_steps(engine, alert["id"])[0]["args"]["message"] == "set_status: backend down"
     assert engine.runs(rule="RunAlert")[0]["status"] == "completed"
     attempts = action_steps(engine, run_id)
-    assert [(s["attempt"], s["status"]) for s in attempts] == [(1, "failed"), (2, "failed"), (3, "failed")]
+    assert [(s["attempt"], s["status"], s["at"][11:]) for s in attempts] == [
+        (1, "failed", "10:00:00Z"), (2, "failed", "10:01:00Z"), (3, "failed", "10:03:00Z")]
 
 
 def test_retry_succeeds_and_result_is_typed(tmp_path):
@@ -174,14 +181,19 @@ def test_retry_succeeds_and_result_is_typed(tmp_path):
             raise outcome
         return outcome
 
-    engine, _ = make(tmp_path, """
+    engine, clock = make(tmp_path, """
 rule "R" when guest.added then
+  log(message: 'before')
   let r = set_status(guest_id: id, status: 'x')
   log(message: "ok={r.ok}")
 end
 """, actions=[set_status])
     engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
+    advance(engine, clock, dt.timedelta(seconds=1))
     run = engine.runs()[0]
+    # the replay after the backoff did not call `log` again: its result came from the journal
+    assert [s["args"].get("message") for s in action_steps(engine, run["id"])] == [
+        "before", None, None, "ok=true"]
     assert run["status"] == "completed"
     assert action_steps(engine, run["id"])[-1]["args"] == {"message": "ok=true"}
 

@@ -41,7 +41,8 @@ class EngineError(WhenthenError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often an action that raises is tried again, with exponential backoff between tries."""
+    """How often an action that raises is tried again, with exponential backoff between tries
+    (the run waits, durably, for each retry; simulate retries at once)."""
 
     attempts: int = 3
     base_delay: float = 0.5
@@ -677,8 +678,16 @@ class Engine:
                                           run.depth + 1, "system"))
                     raise RuntimeError(error) from None
                 if not self.dry_run:
-                    self.store.commit_now()  # never sleep holding the write lock
-                    time.sleep(self.retry.delay(attempt))
+                    # Retry later, durably: the run goes back to its last snapshot, due after the
+                    # backoff; the replay then finds this attempt failed in the journal and makes
+                    # the next one. The worker is free meanwhile.
+                    due = epoch(self.clock.now()) + self.retry.delay(attempt)
+                    try:
+                        self.store.defer_run(run, due, at)
+                    except LeaseLost:
+                        pass
+                    act.lease_lost = True  # abandon this activation without committing it
+                    raise vm.HostAbort() from None
                 attempt += 1
                 continue
             self.store.journal_result(run, key, "done", values.pack(result), None, outbox)

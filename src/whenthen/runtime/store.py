@@ -500,6 +500,13 @@ class Store:
                 "VALUES (?, ?, ?, 0, ?, ?, ?)",
                 [(run.id, run.activation, s["ordinal"], s["at"], s["kind"], s["data"]) for s in steps])
 
+    def defer_run(self, run: RunRow, deadline: float, at: str) -> None:
+        """Put a run back to its last snapshot, due again at `deadline` (an action's retry)."""
+        with self.transaction() as c:
+            self.check_fence(c, run.id, run.fence)
+            c.execute("UPDATE runs SET status = 'waiting', deadline = ?, lease_owner = NULL, lease_expires = NULL, "
+                      "updated_at = ? WHERE id = ?", (deadline, at, run.id))
+
     def exit_run(self, run_id: int, at: str, steps: list[dict[str, Any]]) -> bool:
         """End a waiting or running run with status `exited` (its holder, if any, loses its lease)."""
         with self.transaction() as c:
