@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from whenthen.diagnostics import CompileError, Diagnostic
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from whenthen.compiler.code import RuleCode
     from whenthen.compiler.decls import Schema
 
-SourceOrPaths = Union[str, Path, Sequence[Union[str, Path]]]
+SourceOrPaths = str | Path | Sequence[str | Path]
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from dataclasses import dataclass, field
-from typing import Union
 
 from whenthen.diagnostics import NO_SPAN, Span
 
@@ -69,7 +68,7 @@ class OptionalType(Node):
     inner: TypeExpr
 
 
-TypeExpr = Union[NamedType, ListType, EnumType, ObjectType, OptionalType]
+TypeExpr = NamedType | ListType | EnumType | ObjectType | OptionalType
 
 
 # ----------------------------------------------------------------------------- expressions
@@ -86,7 +85,7 @@ class StrLit(Node):
 class Template(Node):
     """A double-quoted string: text parts (str, braces already unescaped) and `{expr}` parts."""
 
-    parts: tuple[Union[str, Expr], ...]
+    parts: tuple[str | Expr, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +199,10 @@ class Is(Node):
     negated: bool
 
 
-Expr = Union[
-    StrLit, Template, IntLit, FloatLit, BoolLit, NullLit, DurationLit, DateLit, DateTimeLit,
-    ListLit, Name, Attr, Call, Unary, Binary, Is,
-]
+Expr = (
+    StrLit | Template | IntLit | FloatLit | BoolLit | NullLit | DurationLit | DateLit | DateTimeLit
+    | ListLit | Name | Attr | Call | Unary | Binary | Is
+)
 
 
 # ----------------------------------------------------------------------------- statements
@@ -231,7 +230,7 @@ class Let(Node):
     """`let name = value` where value is an expression, an action call or a `wait for`."""
 
     name: str
-    value: Union[Expr, WaitFor]
+    value: Expr | WaitFor
     name_span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
 
 
@@ -292,7 +291,7 @@ class Stop(Node):
     pass
 
 
-Stmt = Union[CallStmt, Let, Wait, WaitUntil, WaitFor, If, Switch, Emit, Stop]
+Stmt = CallStmt | Let | Wait | WaitUntil | WaitFor | If | Switch | Emit | Stop
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -327,7 +326,7 @@ class At(Node):
     when: dt.datetime
 
 
-Schedule = Union[Every, EveryAt, Cron, At]
+Schedule = Every | EveryAt | Cron | At
 
 # The trigger name every schedule rule starts on (its event has the field `at: datetime`).
 SCHEDULE_TRIGGER = "schedule.fired"
@@ -356,7 +355,7 @@ class Rule(Node):
     """A rule. `name` is None when unnamed (the checker names it `<stem>:<line of its when>`)."""
 
     name: str | None
-    when: Union[TriggerRef, Schedule]
+    when: TriggerRef | Schedule
     where: Expr | None
     exits: tuple[ExitClause, ...]
     body: tuple[Stmt, ...]
@@ -397,7 +396,7 @@ class TimezoneDecl(Node):
     name: str
 
 
-Item = Union[TimezoneDecl, TriggerDecl, ActionDecl, Rule]
+Item = TimezoneDecl | TriggerDecl | ActionDecl | Rule
 
 
 @dataclass(frozen=True, slots=True)
