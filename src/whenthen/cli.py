@@ -7,6 +7,7 @@ or I/O error. A user error never prints a Python traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -470,6 +471,41 @@ def simulate(paths: tuple[str, ...], events_file: str, until: str | None, fmt: s
         click.echo(render_text(result), nl=False)
     if result.truncated:
         click.echo("warning: stopped after too many resumptions; give --until", err=True)
+    if result.event_errors:
+        sys.exit(EXIT_INPUT_ERROR)
+
+
+@main.command()
+@click.argument("folder", default="examples", type=click.Path(file_okay=False))
+@click.option("--events", "events_file", default=None, help="Events to replay [default: FOLDER/events.jsonl].")
+@click.pass_obj
+def demo(obj: Context, folder: str, events_file: str | None) -> None:
+    """Publish FOLDER's rules into --db and replay its events on a simulated clock, for real.
+
+    Host actions come from FOLDER/actions.py when it exists. Unlike `simulate`, the runs, their history and the outbox stay in the database, so `rules`,
+    `runs`, `run ID` and `versions` show them afterwards.
+    """
+    from whenthen.runtime.engine import load_actions_module
+    from whenthen.runtime.simulate import render_text, simulate
+
+    events_file = events_file or str(Path(folder) / "events.jsonl")
+    if not Path(folder).is_dir() or not Path(events_file).exists():
+        fail(f"need a folder of *.rules with an events file: {folder}, {events_file}")
+    os.environ["WHENTHEN_DB"] = obj.db  # the example host actions keep their CRM table there
+    actions_file = Path(folder) / "actions.py"
+    try:
+        host = load_actions_module(str(actions_file)) if actions_file.exists() else []
+        result = simulate([folder], events_file, db=obj.db, dry_run=False, actions=host,
+                          on_event_error=lambda message: click.echo(message, err=True))
+    except WhenthenError as exc:
+        fail(str(exc))
+    if any(d.is_error for d in result.diagnostics):
+        print_diagnostics(result.diagnostics)
+        sys.exit(EXIT_INPUT_ERROR)
+    click.echo(render_text(result), nl=False)
+    runs = sum(counts["runs"] for counts in result.summary.values())
+    click.echo(f"\n{len(result.summary)} rules published and enabled in {obj.db}; {runs} runs stored.")
+    click.echo("Look around: whenthen rules · whenthen runs · whenthen run 1 · whenthen versions 'VIP welcome'")
     if result.event_errors:
         sys.exit(EXIT_INPUT_ERROR)
 

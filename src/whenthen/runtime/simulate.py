@@ -72,9 +72,14 @@ def simulate(
     actions: Sequence[Callable[..., Any]] = (),
     on_trace: Callable[[dict[str, Any]], None] | None = None,
     on_event_error: Callable[[str], None] | None = None,
+    db: str = ":memory:",
+    dry_run: bool = True,
 ) -> SimulationResult:
     """Check the program, then play the events; every rule is active, actions are recorded (host
-    `actions` supply results, others return null)."""
+    `actions` supply results, others return null).
+
+    With a `db` file and `dry_run=False` this is a replay into a durable database (`whenthen
+    demo`): the rules are published there and actions really run (stdlib ones to the outbox)."""
     from whenthen.api import _check_program
     from whenthen.compiler.codegen import compile_rules
 
@@ -94,7 +99,7 @@ def simulate(
     times = [e.at for e in events if e.at is not None]
     start = min(times) if times else (until or dt.datetime.now(dt.UTC))
     clock = SimulatedClock(start)
-    engine = Engine(":memory:", clock, dry_run=True, on_trace=trace)
+    engine = Engine(db, clock, dry_run=dry_run, on_trace=trace)
     try:
         for fn in actions:
             engine.action(fn)
