@@ -611,3 +611,18 @@ def test_many_errors_in_a_large_file_are_all_reported() -> None:
     file, diags = parse(Source("t.rules", text))
     assert [i.name for i in file.items] == [f"R{i}" for i in range(0, 400, 2)]
     assert len(diags) == 200 and {d.message for d in diags} == {"expected an expression, found '='"}
+
+
+def test_named_rule_span_starts_at_rule_keyword() -> None:
+    from whenthen.compiler.checker import check_program
+
+    text = 'trigger a.b { x: str }\n\nrule "Named"\nwhen a.b\nthen log(message: x)\nend\n'
+    source = Source("named.rules", text)
+    file, diags = parse(source)
+    assert not diags
+    rule = file.items[1]
+    assert (rule.span.line, rule.span.column) == (3, 1)
+    assert (rule.when_span.line, rule.when_span.column) == (4, 1)
+    # the stored source of a named rule (shown by `versions`) includes its name
+    info = check_program([source]).rules[0]
+    assert info.source_text.startswith('rule "Named"') and info.source_text.rstrip().endswith("end")

@@ -263,6 +263,7 @@ class _Builder(Transformer):
     def rule(self, children: list[Any]) -> ast.Rule:
         name: str | None = None
         name_span = ast.NO_SPAN
+        keyword_span: Span | None = None
         where = None
         exits: list[ast.ExitClause] = []
         body: tuple[ast.Stmt, ...] = ()
@@ -270,7 +271,7 @@ class _Builder(Transformer):
         when_start = None
         for i, c in enumerate(children):
             if isinstance(c, _RuleName):
-                name, name_span = c.name, c.span
+                name, name_span, keyword_span = c.name, c.span, c.keyword
             elif _is(c, "WHEN"):
                 when_start = self.loc.token(c)
                 when = children[i + 1]
@@ -283,14 +284,17 @@ class _Builder(Transformer):
         if isinstance(when, _Trigger):
             when = ast.TriggerRef(when.name, span=when.span)
         assert when_start is not None
+        span = self._span(children)
+        if keyword_span is not None:  # a named rule starts at `rule "…"`, not at its `when`
+            span = keyword_span.cover(span)
         return ast.Rule(
             name, when, where, tuple(exits), body,
-            span=self._span(children), name_span=name_span, when_span=when_start.cover(when.span),
+            span=span, name_span=name_span, when_span=when_start.cover(when.span),
         )
 
     def rule_name(self, children: list[Any]) -> _RuleName:
         tok = children[1]
-        return _RuleName(self._plain_string(tok), self.loc.token(tok))
+        return _RuleName(self._plain_string(tok), self.loc.token(tok), self.loc.token(children[0]))
 
     def rule_end(self, children: list[Any]) -> Token:
         return children[0]
@@ -596,7 +600,8 @@ class _Trigger:
 @dataclass(frozen=True, slots=True)
 class _RuleName:
     name: str
-    span: Span
+    span: Span  # the name string
+    keyword: Span  # the `rule` keyword, where the rule's own span starts
 
 
 @dataclass(frozen=True, slots=True)
