@@ -195,7 +195,8 @@ def _action_decl(node: ast.ActionDecl) -> str:
 # ----------------------------------------------------------------------------- rules and statements
 
 
-def _schedule(node: ast.TriggerRef | ast.Schedule) -> str:
+def print_when(node: ast.TriggerRef | ast.Schedule) -> str:
+    """What follows `when`: a trigger name or a schedule, as written."""
     match node:
         case ast.TriggerRef(name=name):
             return name
@@ -273,7 +274,7 @@ def _rule(node: ast.Rule) -> str:
     lines = []
     if node.name is not None:
         lines.append(f"rule {quote_plain(node.name)}")
-    lines.append(f"when {_schedule(node.when)}")
+    lines.append(f"when {print_when(node.when)}")
     if node.where is not None:
         lines.append(f"where {print_expr(node.where)}")
     for clause in node.exits:

@@ -408,10 +408,9 @@ def _declared_names(text: str) -> list[str]:
 
 
 def _rule_trigger(info: Any) -> str:
-    from whenthen.grammar import ast
+    from whenthen.grammar.printer import print_when
 
-    when = info.rule.when
-    return when.name if isinstance(when, ast.TriggerRef) else f"schedule ({type(when).__name__.lower()})"
+    return print_when(info.rule.when)
 
 
 def _format_fields(typ: Type, indent: str) -> str:
