@@ -29,7 +29,12 @@ from pathlib import Path
 from whenthen.diagnostics import Diagnostic, Span, error
 from whenthen.grammar import ast
 from whenthen.grammar.parser import duration_seconds, parse
-from whenthen.grammar.printer import format_datetime, format_duration, print_expr, print_type, quote_plain
+from whenthen.grammar.printer import (
+    print_expr,
+    print_type,
+    print_when,
+    quote_plain,
+)
 from whenthen.source import Source
 
 INDENT = "  "
@@ -180,9 +185,9 @@ class _Layout:
         if node.name is not None:
             rule_keyword = self.masked.rfind("rule", 0, node.name_span.start)  # the span starts at the name
             self.add(0, f"rule {quote_plain(node.name)}", rule_keyword, "item")
-            self.add(0, f"when {_when(node.when)}", node.when_span.start, "part")
+            self.add(0, f"when {print_when(node.when)}", node.when_span.start, "part")
         else:
-            self.add(0, f"when {_when(node.when)}", node.when_span.start, "item")
+            self.add(0, f"when {print_when(node.when)}", node.when_span.start, "item")
         if node.where is not None:
             self.add(0, f"where {self.expr(node.where)}", node.where.span.start, "part")
             header_end = max(header_end, node.where.span.end)
@@ -234,19 +239,6 @@ class _Layout:
         self.block(body, depth + 1)
 
 
-def _when(node: ast.TriggerRef | ast.Schedule) -> str:
-    match node:
-        case ast.TriggerRef(name=name):
-            return name
-        case ast.Every(seconds=seconds):
-            return f"every {format_duration(seconds)}"
-        case ast.EveryAt(day=day, time=time):
-            return f"every {day} at {time.strftime('%H:%M')}"
-        case ast.Cron(expr=expr):
-            return f"cron {quote_plain(expr)}"
-        case ast.At(when=when):
-            return f"at {format_datetime(when)}"
-    raise TypeError(f"not a trigger or schedule: {node!r}")
 
 
 def _wait_for(node: ast.WaitFor, expr: Callable[[ast.Expr], str]) -> str:

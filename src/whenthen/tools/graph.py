@@ -19,7 +19,7 @@ from pathlib import Path
 
 from whenthen.diagnostics import CompileError, Span, WhenthenError
 from whenthen.grammar import ast
-from whenthen.grammar.printer import format_datetime, format_duration, print_expr, quote_plain
+from whenthen.grammar.printer import print_expr, print_when
 
 # Labels longer than this are cut with an ellipsis: the picture is an overview.
 MAX_LABEL = 60
@@ -77,26 +77,12 @@ def _shorten(text: str) -> str:
 _Pending = list[tuple[str, str, bool]]
 
 
-def when_text(when: ast.TriggerRef | ast.Schedule) -> str:
-    """The `when` target as written: a trigger name or a schedule."""
-    match when:
-        case ast.TriggerRef(name=name):
-            return name
-        case ast.Every(seconds=seconds):
-            return f"every {format_duration(seconds)}"
-        case ast.EveryAt(day=day, time=time):
-            return f"every {day} at {time.strftime('%H:%M')}"
-        case ast.Cron(expr=expr):
-            return f"cron {quote_plain(expr)}"
-        case ast.At(when=moment):
-            return f"at {format_datetime(moment)}"
-    raise TypeError(f"not a trigger or schedule: {when!r}")
 
 
 def rule_flow(rule: ast.Rule, name: str) -> Graph:
     """The flow of one rule, from its trigger to its ends."""
     graph = Graph(name)
-    start = graph.node(f"when {when_text(rule.when)}", "trigger")
+    start = graph.node(f"when {print_when(rule.when)}", "trigger")
     pending: _Pending = [(start, "", False)]
     if rule.where is not None:
         check = graph.node(f"where {print_expr(rule.where)}", "decision")
@@ -213,7 +199,7 @@ def rule_uses(rule: ast.Rule, name: str) -> list[RuleUse]:
         if not any(u.how == how and u.trigger == trigger for u in found):
             found.append(RuleUse(how, name, trigger, span.file, span.line))
 
-    add("start", when_text(rule.when), rule.when_span)
+    add("start", print_when(rule.when), rule.when_span)
     body_nodes = list(ast.walk(rule.body))
     for node in body_nodes:
         if isinstance(node, ast.WaitFor):
