@@ -1,7 +1,7 @@
 """Declarations of the stdlib actions (SPEC 2.4): send_email, send_message, webhook, log.
 
-Only their signatures live here (origin 'stdlib', `impl=None`); the engine binds the real
-implementations (SMTP or the outbox, HTTP, the run log).
+Only their signatures and docs live here (origin 'stdlib', `impl=None`); the engine binds them to
+transports (stdlib/transports.py). The docs are the editor's hover text and docs/stdlib.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ ACTIONS: dict[str, ActionSig] = {
             ),
             result=object_of({"message_id": STR}),
             origin="stdlib",
-            doc="send an email (SMTP when configured, else the engine's outbox)",
+            doc="Send an email: over SMTP when configured, else recorded in the engine's outbox. "
+                "With `template`, the named file of the template folder gives the body (and, on a first "
+                "line `Subject: …`, the subject); its `{to}`, `{subject}` and `{body}` are filled with "
+                "the arguments. `message_id` is the Message-ID sent (the same for every retry of "
+                "the call), or `outbox:KEY`. A 4xx SMTP reply or a network error is retried; a "
+                "5xx reply or a bad template fails the action at once.",
         ),
         ActionSig(
             "send_message",
@@ -33,7 +38,9 @@ ACTIONS: dict[str, ActionSig] = {
             ),
             result=object_of({"message_id": STR}),
             origin="stdlib",
-            doc="send a text message on a channel",
+            doc="Send a text message on a channel. Recorded in the engine's outbox (`message_id` is "
+                "`outbox:KEY`) unless the host registers its own `send_message` action with this "
+                "signature, which then delivers it.",
         ),
         ActionSig(
             "webhook",
@@ -44,8 +51,14 @@ ACTIONS: dict[str, ActionSig] = {
             ),
             result=object_of({"status": INT, "body": JSON.as_optional()}),
             origin="stdlib",
-            doc="an HTTP request; the result holds the status and the JSON body",
+            doc="An HTTP request with `body` as JSON, signed with `X-Whenthen-Signature: sha256=HEX` "
+                "(HMAC-SHA256 of the body bytes) when a secret is configured, and an `Idempotency-Key` "
+                "that is the same for every retry of the call. The result is the status and the "
+                "response body (JSON when it is JSON, else text; null when empty or over 64 KB). "
+                "2xx, 3xx and 4xx are results; a 5xx, a timeout or a connection error is retried "
+                "and, when the retries are used up, fails the action.",
         ),
-        ActionSig("log", (ParamSig("message", STR),), origin="stdlib", doc="write a line to the run's log"),
+        ActionSig("log", (ParamSig("message", STR),), origin="stdlib",
+                  doc="Record a line in the run's history, and log it at INFO on the Python logger `whenthen.rules`."),
     ]
 }
