@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadDateError, croniter
-
 UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -137,6 +135,8 @@ def wall_to_instant(naive: dt.datetime, tz: ZoneInfo) -> dt.datetime:
 def _walls_after(schedule: dict[str, Any], wall: dt.datetime) -> Iterator[dt.datetime]:
     """The schedule's wall-clock times strictly after `wall`, ascending."""
     if schedule.get("kind") == "cron":
+        from croniter import CroniterBadDateError, croniter  # ~10 ms to import: only cron rules pay it
+
         it = croniter(schedule["expr"], wall)
         while True:
             try:
@@ -155,6 +155,8 @@ def _walls_after(schedule: dict[str, Any], wall: dt.datetime) -> Iterator[dt.dat
 def _walls_at_or_before(schedule: dict[str, Any], wall: dt.datetime) -> Iterator[dt.datetime]:
     """The schedule's wall-clock times at or before `wall`, descending."""
     if schedule.get("kind") == "cron":
+        from croniter import CroniterBadDateError, croniter
+
         # croniter's get_prev is strict; cron slots are whole minutes, so start one minute on.
         it = croniter(schedule["expr"], wall.replace(second=0, microsecond=0) + dt.timedelta(minutes=1))
         while True:
