@@ -71,13 +71,22 @@ def parse_datetime(text: str) -> dt.datetime:
     return to_utc(value)
 
 
+_last_formatted: tuple[dt.datetime | None, str] = (None, "")
+
+
 def format_datetime(value: dt.datetime) -> str:
     """`2026-11-22T10:00:00Z` (UTC, with `Z`; fractions of a second only when present)."""
-    value = to_utc(value)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    global _last_formatted
+    last, text = _last_formatted
+    if value == last:  # the engine formats the same instant several times per event
+        return text
+    utc = to_utc(value)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}".rstrip("0")
+    text += "Z"
+    _last_formatted = (value, text)
+    return text
 
 
 def epoch(value: dt.datetime) -> float:

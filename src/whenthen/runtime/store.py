@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +100,63 @@ class RunRow:
 _RUN_COLS = "id, rule, version, event_id, status, frame, deadline, resume_event, depth, fence, activation"
 
 
+class _Transaction:
+    """`Store.transaction()`: a class rather than a generator context manager, because dispatch
+    opens several per event and this costs a third as much."""
+
+    __slots__ = ("store", "savepoint", "kind", "name")
+
+    def __init__(self, store: Store, savepoint: bool):
+        self.store = store
+        self.savepoint = savepoint
+
+    def __enter__(self) -> sqlite3.Connection:
+        store = self.store
+        store._lock.acquire()
+        conn = store.conn
+        try:
+            if store._depth:
+                if not conn.in_transaction:  # the batch committed early (commit_now)
+                    conn.execute("BEGIN IMMEDIATE")
+                if not self.savepoint:
+                    self.kind = "joined"
+                    return conn
+                self.kind = "savepoint"
+                self.name = f"t{store._depth}"
+                conn.execute(f"SAVEPOINT {self.name}")
+                store._depth += 1
+                return conn
+            conn.execute("BEGIN IMMEDIATE")
+            self.kind = "top"
+            store._depth = 1
+            return conn
+        except BaseException:
+            store._lock.release()
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        store = self.store
+        conn = store.conn
+        try:
+            if self.kind == "savepoint":
+                store._depth -= 1
+                if exc_type is not None:
+                    conn.execute(f"ROLLBACK TO {self.name}")
+                conn.execute(f"RELEASE {self.name}")
+            elif self.kind == "top":
+                store._depth = 0
+                if exc_type is not None:
+                    store._unfinished.clear()
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                elif conn.in_transaction:
+                    store._mark_unfinished()
+                    conn.execute("COMMIT")
+            return False
+        finally:
+            store._lock.release()
+
+
 class Store:
     """One SQLite database. Not shared between threads; each process opens its own."""
 
@@ -119,6 +176,10 @@ class Store:
             raise StoreError(f"cannot open database {path!r}: {exc}") from None
         self._lock = threading.RLock()
         self._depth = 0
+        self._grouped = False  # inside `group`
+        self._in_batch = False  # inside a batch that joined a group
+        # Events written as `processed` before their dispatch ends (`open_event`): id -> lease.
+        self._unfinished: dict[int, tuple[str, float]] = {}
 
     @property
     def db(self):  # -> sqlite_utils.Database
@@ -135,52 +196,59 @@ class Store:
 
     # ------------------------------------------------------------------ transactions
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT (rollback on error). Inside a `batch`, a savepoint: an error
-        undoes only this transaction's writes, and the commit waits for the batch's."""
-        with self._lock:
-            if self._depth:
-                if not self.conn.in_transaction:  # the batch committed early (commit_now)
-                    self.conn.execute("BEGIN IMMEDIATE")
-                name = f"t{self._depth}"
-                self.conn.execute(f"SAVEPOINT {name}")
-                self._depth += 1
-                try:
-                    yield self.conn
-                except BaseException:
-                    self.conn.execute(f"ROLLBACK TO {name}")
-                    self.conn.execute(f"RELEASE {name}")
-                    raise
-                finally:
-                    self._depth -= 1
-                self.conn.execute(f"RELEASE {name}")
-                return
-            self.conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield self.conn
-            except BaseException:
-                self._depth = 0
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
-            self._depth = 0
-            if self.conn.in_transaction:
-                self.conn.execute("COMMIT")
+    def transaction(self, savepoint: bool = True) -> _Transaction:
+        """BEGIN IMMEDIATE … COMMIT (rollback on error), as a context manager giving the
+        connection. Inside a `batch`, a savepoint: an error undoes only this transaction's
+        writes, and the commit waits for the batch's.
+
+        `savepoint=False` (the dispatch hot path) skips the savepoint inside a batch: only for
+        writes that either raise before writing anything (a fence or lease check done by the
+        first statement) or whose errors nobody catches inside the batch, which then rolls back
+        as a whole. Two statements fewer per call."""
+        return _Transaction(self, savepoint)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Group the transactions inside into one commit (one event's dispatch, one resumed run).
-        `commit_now()` commits what is pending early: before an action's effect."""
+        `commit_now()` commits what is pending early: before an action's effect. Directly inside
+        a `group`, a batch joins the group's transaction."""
+        if self._grouped and not self._in_batch and self._depth == 1:
+            self._in_batch = True
+            try:
+                yield
+            finally:
+                self._in_batch = False
+            return
         with self.transaction():
             yield
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """One transaction for several batches (`Engine.ingest`): they commit together, at the end
+        or at `commit_now()`. An error escaping a batch inside rolls back everything not yet
+        committed."""
+        with self.transaction():
+            self._grouped = True
+            try:
+                yield
+            finally:
+                self._grouped = False
 
     def commit_now(self) -> None:
         """Inside a batch, make everything written so far durable and release the write lock
         (the batch's next write opens a new transaction); outside one, nothing to do."""
         if self._depth == 1 and self.conn.in_transaction:
+            self._mark_unfinished()
             self.conn.execute("COMMIT")
+
+    def _mark_unfinished(self) -> None:
+        """Before a commit: events opened with `open_event` whose dispatch has not finished become
+        `processing` under their lease, so that a worker finishes them if this process dies."""
+        if self._unfinished:
+            self.conn.executemany(
+                "UPDATE events SET status = 'processing', lease_owner = ?, lease_expires = ? WHERE id = ?",
+                [(owner, expires, event_id) for event_id, (owner, expires) in self._unfinished.items()])
+            self._unfinished.clear()
 
     def query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()
@@ -309,12 +377,27 @@ class Store:
     def insert_event(self, trigger: str | None, data: str, at: str, status: str, *, error: str | None = None,
                      depth: int = 0, origin: str = "external", parent_run: int | None = None,
                      owner: str | None = None, lease_expires: float | None = None) -> int:
-        with self.transaction() as c:
+        with self.transaction(savepoint=False) as c:  # one statement
             cur = c.execute(
                 "INSERT INTO events (trigger, data, at, status, error, depth, origin, parent_run, lease_owner, "
                 "lease_expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (trigger, data, at, status, error, depth, origin, parent_run, owner, lease_expires))
             return int(cur.lastrowid)
+
+    def open_event(self, trigger: str, data: str, at: str, origin: str, owner: str, lease_expires: float) -> int:
+        """Record an event about to be dispatched in this batch, as `emit` does.
+
+        It is written `processed` at once: the status and `finish_event` write one statement and
+        one index entry fewer than `processing` then `processed`. If anything commits before its
+        dispatch ends (an action's intent), it is marked `processing` under `owner`'s lease first
+        (`_mark_unfinished`), exactly as if it had been inserted so; a rollback removes it."""
+        with self.transaction(savepoint=False) as c:
+            cur = c.execute(
+                "INSERT INTO events (trigger, data, at, status, origin) VALUES (?, ?, ?, 'processed', ?)",
+                (trigger, data, at, origin))
+            event_id = int(cur.lastrowid)
+            self._unfinished[event_id] = (owner, lease_expires)
+            return event_id
 
     def claim_next_event(self, owner: str, wall_now: float, lease_expires: float
                          ) -> tuple[int, str, str, str, int] | None:
@@ -343,16 +426,18 @@ class Store:
                      seen: tuple[str, str] | None = None) -> bool:
         """Mark an event processed and count it, once (fenced by the event's lease): `seen` is
         (trigger, active set id), `filtered` per-version counts (schedule events)."""
-        with self.transaction() as c:
-            cur = c.execute(
-                "UPDATE events SET status = 'processed', lease_owner = NULL, lease_expires = NULL "
-                "WHERE id = ? AND status = 'processing' AND lease_owner = ?", (event_id, owner))
-            if cur.rowcount != 1:
-                return False
-            c.executemany(
-                "INSERT INTO counters (rule, version, filtered) VALUES (?, ?, ?) ON CONFLICT (rule, version) "
-                "DO UPDATE SET filtered = filtered + excluded.filtered",
-                [(rule, version, n) for (rule, version), n in filtered.items()])
+        with self.transaction(savepoint=False) as c:  # the lease check writes nothing when it fails
+            if self._unfinished.pop(event_id, None) is None:  # else written `processed`, never committed otherwise
+                cur = c.execute(
+                    "UPDATE events SET status = 'processed', lease_owner = NULL, lease_expires = NULL "
+                    "WHERE id = ? AND status = 'processing' AND lease_owner = ?", (event_id, owner))
+                if cur.rowcount != 1:
+                    return False
+            if filtered:
+                c.executemany(
+                    "INSERT INTO counters (rule, version, filtered) VALUES (?, ?, ?) ON CONFLICT (rule, version) "
+                    "DO UPDATE SET filtered = filtered + excluded.filtered",
+                    [(rule, version, n) for (rule, version), n in filtered.items()])
             if seen is not None:
                 c.execute("INSERT INTO trigger_seen (trigger, set_id, n) VALUES (?, ?, 1) ON CONFLICT (trigger, set_id) "
                           "DO UPDATE SET n = n + 1", seen)
@@ -382,7 +467,7 @@ class Store:
                    depth: int, at: str, owner: str, lease_expires: float,
                    exits: list[tuple[str, int, str, str | None, str | None]] = ()) -> RunRow | None:
         """A new run, claimed by `owner`, due now; None if this event already started this rule."""
-        with self.transaction() as c:
+        with self.transaction(savepoint=False) as c:  # INSERT OR IGNORE writes nothing on a duplicate
             cur = c.execute(
                 "INSERT OR IGNORE INTO runs (rule, version, event_id, status, frame, deadline, depth, started_at, "
                 "updated_at, lease_owner, lease_expires, fence) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, 1)",
@@ -392,6 +477,28 @@ class Store:
             self._insert_waits(c, int(cur.lastrowid), list(exits))
             return RunRow(int(cur.lastrowid), rule, version, event_id, "running", frame, deadline, None,
                           depth, 1, 0)
+
+    def store_new_run(self, rule: str, version: int, event_id: int | None, depth: int, *, status: str,
+                      frame: bytes | None, deadline: float | None, wait_trigger: str | None,
+                      waits: list[tuple[str, int, str, str | None, str | None]], steps: list[dict[str, Any]],
+                      at: str, emits: list[tuple[str, str, int, str]]) -> tuple[RunRow, list[int]] | None:
+        """A run whose first activation ended (waiting or completed) before anything needed it
+        stored: the rows `create_run` then `commit_activation` would leave, written at once (the
+        run row once, in its final state). `waits` holds the exit registrations and the wait's.
+        Returns the run (as `create_run` would have) and the emitted events' ids; None, writing
+        nothing, if this event already started this rule."""
+        with self.transaction(savepoint=False) as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO runs (rule, version, event_id, status, frame, deadline, wait_trigger, depth, "
+                "started_at, updated_at, fence, activation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 1)",
+                (rule, version, event_id, status, frame, deadline, wait_trigger, depth, at, at))
+            if cur.rowcount != 1:
+                return None
+            run = RunRow(int(cur.lastrowid), rule, version, event_id, status, frame, deadline, None, depth, 1, 0)
+            self._insert_steps(c, run, steps)
+            if status not in ("completed", "failed", "exited"):
+                self._insert_waits(c, run.id, waits)
+            return run, self._insert_emits(c, run.id, emits, at)
 
     def has_due_run(self, now: float, wall_now: float) -> bool:
         """A read without the write lock: is there anything for claim_next_due_run?"""
@@ -465,25 +572,33 @@ class Store:
         rows. `emits` are (trigger, data JSON, depth, origin) queued as events owned by nobody yet;
         returns their ids. Raises LeaseLost (and writes nothing) if the run was taken over.
         """
-        with self.transaction() as c:
-            self.check_fence(c, run.id, run.fence)
-            self._insert_steps(c, run, steps)
-            c.execute(
+        with self.transaction(savepoint=False) as c:
+            # The fence is checked by the first write: when it fails, nothing was written.
+            cur = c.execute(
                 "UPDATE runs SET status = ?, frame = ?, deadline = ?, wait_trigger = ?, resume_event = NULL, "
                 "error = ?, updated_at = ?, lease_owner = NULL, lease_expires = NULL, activation = activation + 1 "
-                "WHERE id = ?", (status, frame, deadline, wait_trigger, error, at, run.id))
+                "WHERE id = ? AND fence = ?", (status, frame, deadline, wait_trigger, error, at, run.id, run.fence))
+            if cur.rowcount != 1:
+                raise LeaseLost(f"run {run.id} was taken over by another worker")
+            self._insert_steps(c, run, steps)
             if status in ("completed", "failed", "exited"):
                 c.execute("DELETE FROM waits WHERE run_id = ?", (run.id,))
-            else:
+            elif run.activation > 0:
+                # `wait` rows are only written here, which also counts the activation: a run in its
+                # first activation has none to remove.
                 c.execute("DELETE FROM waits WHERE run_id = ? AND kind = 'wait'", (run.id,))
             self._insert_waits(c, run.id, waits)
-            ids = []
-            for trigger, data, depth, origin in emits:
-                cur = c.execute(
-                    "INSERT INTO events (trigger, data, at, status, depth, origin, parent_run) "
-                    "VALUES (?, ?, ?, 'pending', ?, ?, ?)", (trigger, data, at, depth, origin, run.id))
-                ids.append(int(cur.lastrowid))
-            return ids
+            return self._insert_emits(c, run.id, emits, at)
+
+    def _insert_emits(self, c: sqlite3.Connection, run_id: int, emits: list[tuple[str, str, int, str]],
+                      at: str) -> list[int]:
+        ids = []
+        for trigger, data, depth, origin in emits:
+            cur = c.execute(
+                "INSERT INTO events (trigger, data, at, status, depth, origin, parent_run) "
+                "VALUES (?, ?, ?, 'pending', ?, ?, ?)", (trigger, data, at, depth, origin, run_id))
+            ids.append(int(cur.lastrowid))
+        return ids
 
     def _insert_waits(self, c: sqlite3.Connection, run_id: int,
                       waits: list[tuple[str, int, str, str | None, str | None]]) -> None:
@@ -532,6 +647,31 @@ class Store:
                 (trigger, kind, fld, value)).fetchall()
         found.sort()
         return found
+
+    def dispatch_candidates(self, trigger: str, key_of: Callable[[str], str | None]
+                            ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(run_id, clause) of the `exit` and of the `wait` registrations on `trigger` that may match
+        an event: those without a correlation field, and those whose (field, value) equals the
+        event's (`key_of(field)` is the event's index key for that field). One statement when no
+        registration on `trigger` has a correlation field, one more per such field."""
+        found: dict[str, list[tuple[int, int]]] = {"exit": [], "wait": []}
+        fields: dict[str, list[str]] = {"exit": [], "wait": []}
+        for is_run, kind, a, b in self.conn.execute(
+                "SELECT 0, kind, field, NULL FROM wait_fields WHERE trigger = ? AND kind IN ('exit', 'wait') "
+                "UNION ALL SELECT 1, kind, run_id, clause FROM waits WHERE trigger = ? AND kind IN ('exit', 'wait') "
+                "AND field IS NULL", (trigger, trigger)):
+            if is_run:
+                found[kind].append((a, b))
+            else:
+                fields[kind].append(a)
+        for kind, names in fields.items():
+            for fld in names:
+                found[kind] += self.conn.execute(
+                    "SELECT run_id, clause FROM waits WHERE trigger = ? AND kind = ? AND field = ? AND value = ?",
+                    (trigger, kind, fld, key_of(fld))).fetchall()
+        found["exit"].sort()
+        found["wait"].sort()
+        return found["exit"], found["wait"]
 
     def wait_fields(self, kind: str, trigger: str) -> list[str]:
         rows = self.conn.execute("SELECT field FROM wait_fields WHERE trigger = ? AND kind = ?", (trigger, kind))
