@@ -428,3 +428,76 @@ def test_equality_index_agrees_with_evaluating_every_filter(tmp_path_factory, ev
         expected += [rule for rule in "ABCDEF"
                      if vm.eval_filter(engine._load(rule, 1).code, typed)]  # every filter, the slow way
     assert [r["rule"] for r in engine.runs()] == expected
+
+
+INDEXED_SCHEMA = "trigger job.created { owner: str, size: int }\n"
+SAME_FIELD = "".join(f"rule \"O{k}\" when job.created where owner = '{k}' and size > {i % 3} then\nend\n"
+                     for i, k in enumerate("abcdefg")) + "".join(
+    f"rule \"N{k}\" when ping.sent where n = {k} then\nend\n" for k in range(5))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.one_of(
+    st.fixed_dictionaries({"owner": st.sampled_from(["a", "c", "g", "z", "1"]), "size": st.integers(0, 4)}),
+    st.fixed_dictionaries({"n": st.integers(-1, 6)})), min_size=1, max_size=8))
+def test_single_field_index_agrees_with_evaluating_every_filter(tmp_path_factory, events):
+    """Many rules testing one field against their own constants (str or int): one lookup finds
+    the rules to evaluate, and they are exactly the rules whose filter holds."""
+    from whenthen.runtime import vm
+
+    engine, _ = make(tmp_path_factory.mktemp("one"), INDEXED_SCHEMA + SAME_FIELD)
+    expected = []
+    for data in events:
+        trigger = "ping.sent" if "n" in data else "job.created"
+        engine.emit(trigger, data)
+        typed = validate_event(engine.trigger_schema(trigger), data)
+        expected += [r.name for r in engine._starts[trigger].rules if vm.eval_filter(r.code, typed)]
+    assert [r["rule"] for r in engine.runs()] == expected
+
+
+def test_an_event_is_processing_and_its_run_stored_before_an_action_is_called(tmp_path):
+    """The dispatch writes an event `processed` and a new run once, at the end, when nothing
+    commits earlier; an action's intent commits first what a crash must not lose: the event as
+    `processing` under our lease, the run with its start snapshot."""
+    import sqlite3
+
+    seen: list[tuple] = []
+
+    def set_status(guest_id: str, status: str) -> dict:
+        other = sqlite3.connect(tmp_path / "wt.db")  # what another process sees during the call
+        seen.append(other.execute("SELECT status, lease_owner IS NOT NULL FROM events").fetchall())
+        seen.append(other.execute("SELECT status, frame IS NOT NULL FROM runs").fetchall())
+        other.close()
+        return {"ok": True}
+
+    engine, _ = make(tmp_path, """
+rule "S" when guest.added then
+  set_status(guest_id: id, status: 'seen')
+  wait 1h
+end
+""", actions=[set_status])
+    engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
+    assert seen == [[("processing", 1)], [("running", 1)]]
+    assert [(e["status"]) for e in engine.events()] == ["processed"]
+    assert [r["status"] for r in engine.runs()] == ["waiting"]
+
+
+def test_ingest_commits_in_groups_and_a_crash_keeps_a_prefix(tmp_path):
+    engine, _ = make(tmp_path, "rule \"W\" when ping.sent then\n  wait 1h\nend\n")
+    lines = [f'{{"trigger": "ping.sent", "data": {{"n": {i}}}}}' for i in range(1, 8)]
+    lines.insert(2, "not json")
+
+    def crash_at(line: int, error: str | None) -> None:
+        if line == 6:
+            raise SystemExit  # the process dies while line 6 is not committed
+
+    with pytest.raises(SystemExit):
+        engine.ingest(lines, on_line=crash_at, commit_every=2)
+    fresh = Engine(tmp_path / "wt.db")
+    stored = [(e["status"], e["data"]) for e in fresh.events()]
+    assert stored == [("processed", '{"n":1}'), ("processed", '{"n":2}'), ("rejected", "not json"),
+                      ("processed", '{"n":3}')]  # lines 1-4; 5 and 6 were in the open group
+    assert len(fresh.runs(status="waiting")) == 3
+    accepted, rejected = fresh.ingest(lines[4:])  # the rest of the file, once
+    assert (accepted, rejected) == (4, [])
+    assert len(fresh.runs(status="waiting")) == 7

@@ -22,9 +22,10 @@ EXIT_USAGE_ERROR = 2
 class Context:
     """What the group's global options give every command."""
 
-    def __init__(self, db: str, now: str | None):
+    def __init__(self, db: str, now: str | None, config: str | None = None):
         self.db = db
         self.now = now
+        self.config = config
 
 
 def fail(message: str, status: int = EXIT_USAGE_ERROR) -> None:
@@ -57,11 +58,13 @@ def print_diagnostics(diagnostics: list[Diagnostic], fmt: str = "text") -> None:
               help="SQLite database (or $WHENTHEN_DB).")
 @click.option("--now", envvar="WHENTHEN_NOW", default=None,
               help="Fix the clock for this command (ISO 8601 datetime, or $WHENTHEN_NOW).")
+@click.option("--config", envvar="WHENTHEN_CONFIG", default=None, metavar="FILE.toml",
+              help="Transport settings (SMTP, webhook secret, templates); default: whenthen.toml beside --db.")
 @click.version_option(package_name="whenthen")
 @click.pass_context
-def main(ctx: click.Context, db: str, now: str | None) -> None:
+def main(ctx: click.Context, db: str, now: str | None, config: str | None) -> None:
     """whenthen: rules for event automation."""
-    ctx.obj = Context(db=db, now=now)
+    ctx.obj = Context(db=db, now=now, config=config)
 
 
 # ----------------------------------------------------------------------------- check / disasm
@@ -129,20 +132,25 @@ def repl(obj: Context, paths: tuple[str, ...], actions: str | None) -> None:
 # ----------------------------------------------------------------------------- the engine
 
 
-def _engine(obj: Context, actions: str | None = None):  # -> Engine
-    """The engine on `--db`, with the `--now` clock and the `--actions` host module, or exit 2."""
+def _engine(obj: Context, actions: str | None = None, *, runs_rules: bool = False):  # -> Engine
+    """The engine on `--db`, with the `--now` clock, `--config` and the `--actions` host module, or
+    exit 2. With `runs_rules` (emit, ingest, worker), an action that active rules call with no
+    implementation is an error now, before anything runs (Engine.check_bindings)."""
     from whenthen.runtime.clock import FixedClock, RealClock, parse_datetime
     from whenthen.runtime.engine import Engine, load_actions_module
+    from whenthen.stdlib.config import StdlibConfig
 
     try:
         clock = FixedClock(parse_datetime(obj.now)) if obj.now else RealClock()
     except ValueError as exc:
         fail(f"--now: {exc}")
     try:
-        engine = Engine(obj.db, clock)
+        engine = Engine(obj.db, clock, config=StdlibConfig.load(obj.config, db=obj.db))
         if actions:
             for fn in load_actions_module(actions):
                 engine.action(fn)
+        if runs_rules:
+            engine.check_bindings()
     except WhenthenError as exc:
         fail(str(exc))
     except Exception as exc:  # the host module itself failed to import
@@ -296,7 +304,7 @@ def emit(obj: Context, trigger: str, payload: str | None, actions: str | None) -
             fail(f"cannot read {payload[1:]}: {exc.strerror}")
     else:
         text = payload
-    engine = _engine(obj, actions)
+    engine = _engine(obj, actions, runs_rules=True)
     try:
         try:
             data = parse_payload(text, trigger)
@@ -321,7 +329,7 @@ def ingest(obj: Context, file: str, actions: str | None) -> None:
         lines = Path(file).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror}")
-    engine = _engine(obj, actions)
+    engine = _engine(obj, actions, runs_rules=True)
     with click.progressbar(length=len(lines), label="ingest", file=sys.stderr) as bar:
         accepted, rejected = engine.ingest(lines, on_line=lambda n, err: bar.update(1))
     for number, error in rejected:
@@ -342,7 +350,7 @@ def worker(obj: Context, once: bool, idle: float, lease: float, actions: str | N
     """Resume due runs and process pending events until stopped."""
     import signal
 
-    engine = _engine(obj, actions)
+    engine = _engine(obj, actions, runs_rules=True)
     engine.lease_seconds = lease
     stopping: list[int] = []
 
@@ -377,6 +385,28 @@ def runs(obj: Context, rule: str | None, status: str | None, fmt: str) -> None:
     _table([[r["id"], r["rule"], r["version"], r["status"], r["started_at"], r["updated_at"],
              r.get("waiting_until") or r.get("error") or ""] for r in found],
            ["ID", "RULE", "VERSION", "STATUS", "STARTED", "UPDATED", "NEXT / ERROR"])
+
+
+@main.command()
+@_format_option
+@click.pass_obj
+def outbox(obj: Context, fmt: str) -> None:
+    """Messages recorded instead of sent: send_email without SMTP, send_message, unbound actions."""
+    found = _engine(obj).outbox()
+    if fmt == "json":
+        _print_json(found)
+        return
+    if not found:
+        click.echo("the outbox is empty")
+        return
+
+    def summary(args: dict) -> str:
+        shown = {k: v for k, v in args.items() if k in ("to", "subject", "text", "channel")} or args
+        text = ", ".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in shown.items())
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    _table([[o["id"], o["run_id"] or "", o["action"], o["created_at"], summary(o["args"])] for o in found],
+           ["ID", "RUN", "ACTION", "CREATED", "ARGS"])
 
 
 @main.command("run")

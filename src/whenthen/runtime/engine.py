@@ -30,6 +30,9 @@ from whenthen.runtime import schedules, values, vm
 from whenthen.runtime.clock import Clock, RealClock, epoch, format_datetime, from_epoch
 from whenthen.runtime.events import coerce_value, lookup_trigger, type_from_data, type_to_data, validate_event
 from whenthen.runtime.store import LeaseLost, RunRow, Store
+from whenthen.stdlib.config import StdlibConfig
+from whenthen.stdlib.errors import PermanentActionError
+from whenthen.stdlib.transports import ActionCall, Transports
 
 MAX_EMIT_DEPTH = vm.MAX_EMIT_DEPTH
 ENDED = ("completed", "failed", "exited")
@@ -54,7 +57,7 @@ class RetryPolicy:
         return min(self.max_delay, self.base_delay * self.factor ** (attempt - 1))
 
 
-class ActionUnavailable(Exception):  # noqa: N818 - never retried
+class ActionUnavailable(PermanentActionError):  # noqa: N818 - never retried
     """An action has no implementation here; retrying cannot help."""
 
 
@@ -71,35 +74,64 @@ class LoadedRule:
 @dataclass
 class _TriggerRules:
     """The active rules on one trigger, indexed by a `field = constant` each filter requires
-    (`RuleCode.equalities`), so an event evaluates only the filters it can satisfy."""
+    (`RuleCode.equalities`), so an event evaluates only the filters it can satisfy: with 1,000
+    rules each on its own `country = '…'`, one dict lookup finds the one or two to evaluate."""
 
     rules: list[LoadedRule]
     set_id: str  # names this set of (rule, version) for the filtered counts
     unindexed: list[int]
-    index: dict[str, dict[str, list[int]]]  # field -> index_key(constant) -> positions in rules
+    index: dict[str, dict[Any, list[int]]]  # field -> _lookup_key(constant) -> positions in rules
 
     @classmethod
     def build(cls, rules: list[LoadedRule]) -> _TriggerRules:
         unindexed: list[int] = []
-        index: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        index: dict[str, dict[Any, list[int]]] = defaultdict(lambda: defaultdict(list))
         for position, loaded in enumerate(rules):
             if loaded.code.equalities:
                 fld, constant = loaded.code.equalities[0]
-                index[fld][index_key(constant)].append(position)
+                index[fld][_lookup_key(constant)].append(position)
             else:
                 unindexed.append(position)
         members = "\n".join(f"{r.name}\0{r.version}" for r in rules)
         set_id = hashlib.sha256(members.encode()).hexdigest()[:20]
         return cls(rules, set_id, unindexed, {f: dict(v) for f, v in index.items()})
 
+    def __post_init__(self) -> None:
+        # The common shapes, answered without merging: few rules or no index (evaluating up to
+        # SMALL filters costs less than the lookup), or one indexed field only.
+        if len(self.rules) <= _SMALL:
+            self.index, self.unindexed = {}, list(range(len(self.rules)))
+        self._all_unindexed = [self.rules[i] for i in self.unindexed] if not self.index else None
+        self._single: tuple[str, dict[Any, list[LoadedRule]]] | None = None
+        if len(self.index) == 1 and not self.unindexed:
+            [(fld, by_value)] = self.index.items()
+            self._single = (fld, {key: [self.rules[i] for i in found] for key, found in by_value.items()})
+
     def candidates(self, data: dict[str, Any]) -> list[LoadedRule]:
         """The rules whose filter may be true for `data`, in rule order."""
+        if self._all_unindexed is not None:
+            return self._all_unindexed
+        if self._single is not None:
+            fld, by_value = self._single
+            value = data.get(fld) if "." not in fld else _field_path(data, fld)
+            return by_value.get(_lookup_key(value), _NONE)
         found = list(self.unindexed)
         for fld, by_value in self.index.items():
-            found.extend(by_value.get(index_key(_field_path(data, fld)), ()))
-        if len(self.index) > 0:
-            found.sort()
+            found.extend(by_value.get(_lookup_key(_field_path(data, fld)), ()))
+        found.sort()
         return [self.rules[i] for i in found]
+
+
+_NONE: list[LoadedRule] = []
+_SMALL = 3  # bench/dispatch.py: one lookup costs about what three simple filters do
+
+
+def _lookup_key(value: Any) -> Any:
+    """The key of a value in the in-memory equality index: a str is its own key (the common case,
+    no encoding); any other value its `index_key` text. Values equal in whenthen get equal keys;
+    a str that happens to equal another value's key text only adds a candidate, whose filter is
+    still evaluated."""
+    return value if value.__class__ is str else index_key(value)
 
 
 @dataclass
@@ -130,6 +162,16 @@ class _Activation:
     emits: list[tuple[str, dict[str, Any], int, str]] = field(default_factory=list)
     ordinal: int = 0
     lease_lost: bool = False
+    # A new run is not stored before its first activation needs it (`Engine._materialize`): until
+    # then `run.id` is 0 and this holds what `Store.create_run` needs.
+    start: _Start | None = None
+
+
+@dataclass
+class _Start:
+    event: _Queued
+    now: dt.datetime
+    exits: list[tuple[str, int, str, str | None, str | None]]
 
 
 def index_key(value: Any) -> str:
@@ -151,7 +193,11 @@ class Engine:
 
     def __init__(self, db: str | os.PathLike[str] = ":memory:", clock: Clock | None = None, *,
                  retry: RetryPolicy | None = None, lease_seconds: float = 30.0, dry_run: bool = False,
-                 on_trace: Callable[[dict[str, Any]], None] | None = None):
+                 on_trace: Callable[[dict[str, Any]], None] | None = None, config: StdlibConfig | None = None):
+        # transports (SMTP, webhook secret, templates): the environment and whenthen.toml beside the
+        # db; a dry run (simulate, the REPL) calls no transport, so it reads no settings
+        self.config = config if config is not None else StdlibConfig() if dry_run else StdlibConfig.load(db=db)
+        self.transports = Transports(self.config)
         self.store = Store(str(db))
         self.clock: Clock = clock or RealClock()
         self.retry = retry or RetryPolicy()
@@ -160,6 +206,7 @@ class Engine:
         self.on_trace = on_trace
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._host_actions: dict[str, ActionSig] = {}
+        self._host_triggers: dict[str, TriggerSchema] = {}
         self._loaded: dict[tuple[str, int], LoadedRule] = {}
         self._generation = -1
         self._active: dict[str, list[LoadedRule]] = {}
@@ -179,6 +226,7 @@ class Engine:
         from whenthen.stdlib import default_schema
 
         schema = default_schema()
+        schema.triggers.update(self._host_triggers)
         schema.actions.update(self._host_actions)
         return schema
 
@@ -191,6 +239,37 @@ class Engine:
             self._generation = -1
             return func
         return register(fn) if fn is not None else register
+
+    def trigger(self, name: str, model: Any) -> TriggerSchema:
+        """Declare a host trigger from a pydantic model (or TypedDict, or whenthen Type): rules
+        compiled against `engine.schema` may start on it, and `emit` validates its events."""
+        from whenthen.runtime.host import trigger_schema
+
+        schema = trigger_schema(name, model)
+        self._host_triggers[name] = schema
+        self._generation = -1
+        return schema
+
+    def unbound_actions(self) -> list[str]:
+        """Actions that active rules call, declared in a program, with no implementation here."""
+        self._refresh()
+        called: set[str] = set()
+        for loaded in (rule for rules in self._active.values() for rule in rules):
+            called |= _called_actions(loaded.code)
+        return sorted(name for name in called if (sig := self._actions.get(name)) is not None
+                      and sig.origin != "stdlib" and sig.impl is None)
+
+    def check_bindings(self) -> None:
+        """Raise EngineError when an active rule calls a declared action with no implementation,
+        unless unbound actions are opted into the outbox (`WHENTHEN_UNBOUND_ACTIONS=outbox`).
+        The CLI calls it before `emit`, `ingest` and `worker` run anything; embedders call it once
+        after registering their actions."""
+        missing = self.unbound_actions()
+        if missing and self.config.unbound_actions != "outbox":
+            names = ", ".join(missing)
+            raise EngineError(f"no implementation for action(s) {names}: register them with engine.action or "
+                              "--actions MODULE_OR_FILE.py, or set WHENTHEN_UNBOUND_ACTIONS=outbox to record "
+                              "their calls in the outbox")
 
     def _refresh(self) -> None:
         """Reload active rules and declarations when another call or process changed them."""
@@ -207,6 +286,7 @@ class Engine:
         for name, body in self.store.decls("action").items():
             actions[name] = action_from_data(name, body)
         actions.update(self._host_actions)
+        triggers.update(self._host_triggers)
         self._triggers, self._actions = triggers, actions
         active: dict[str, list[LoadedRule]] = defaultdict(list)
         for rule, version, trigger, _ in self.store.active_versions():
@@ -251,7 +331,7 @@ class Engine:
             program = compile(program, self.schema)
         at = format_datetime(self.clock.now())
         for name, trig in program.schema.triggers.items():
-            if trig.origin == "program":
+            if trig.origin in ("program", "host"):  # host ones too: a CLI worker can then validate
                 self.store.save_decl("trigger", name, type_to_data(trig.type))
         for name, sig in program.schema.actions.items():
             if sig.origin == "program":
@@ -367,10 +447,12 @@ class Engine:
             self._reject(trigger, data, now, str(exc))
             raise
         with self.store.batch():  # one commit for the event and what it does (until an action's effect)
-            event_id = self.store.insert_event(
-                trigger, _dumps(values.to_json(typed)), format_datetime(now), "processing" if dispatch else "pending",
-                origin=origin, owner=self.owner if dispatch else None,
-                lease_expires=time.time() + self.lease_seconds if dispatch else None)
+            text = _dump_values(typed)
+            if dispatch:  # `processing` under our lease if anything commits before its dispatch ends
+                event_id = self.store.open_event(trigger, text, format_datetime(now), origin, self.owner,
+                                                 time.time() + self.lease_seconds)
+            else:
+                event_id = self.store.insert_event(trigger, text, format_datetime(now), "pending", origin=origin)
             if dispatch:
                 self._process(_Queued(event_id, trigger, typed, 0))
                 self._drain()
@@ -385,16 +467,33 @@ class Engine:
         self.store.insert_event(trigger if isinstance(trigger, str) else None, text[:10_000],
                                 format_datetime(now), "rejected", error=error)
 
-    def ingest(self, lines: Iterable[str], on_line: Callable[[int, str | None], None] | None = None
-               ) -> tuple[int, list[tuple[int, str]]]:
+    def ingest(self, lines: Iterable[str], on_line: Callable[[int, str | None], None] | None = None,
+               commit_every: int = 100) -> tuple[int, list[tuple[int, str]]]:
         """Emit each JSON line `{"trigger": …, "data": {…}}`; returns (accepted, [(line, error)…]).
-        `on_line(line_number, error_or_None)` is called after each line (progress bars)."""
+        `on_line(line_number, error_or_None)` is called after each line (progress bars).
+
+        The lines' dispatches are committed `commit_every` lines at a time (one transaction; an
+        action's intent still commits everything before it, at once). A crash loses the lines
+        since the last commit, entirely: what is stored is always the events of a prefix of the
+        lines, one row per non-blank line (docs/engine.md). `commit_every=1` commits each line."""
+        if commit_every <= 1:
+            return self._ingest(lines, on_line, 1)
+        with self.store.group():
+            return self._ingest(lines, on_line, commit_every)
+
+    def _ingest(self, lines: Iterable[str], on_line: Callable[[int, str | None], None] | None,
+                commit_every: int) -> tuple[int, list[tuple[int, str]]]:
         from whenthen.runtime.events import parse_event_line
 
         accepted, rejected = 0, []
+        uncommitted = 0
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
+            if uncommitted >= commit_every:
+                self.store.commit_now()
+                uncommitted = 0
+            uncommitted += 1
             error = None
             try:
                 trigger, _at, data = parse_event_line(line)
@@ -417,9 +516,9 @@ class Engine:
 
     def run_due(self, limit: int | None = None) -> int:
         """Resume every run whose wait is due now (by deadline, then creation); returns how many."""
-        self._refresh()
         done = 0
         while (limit is None or done < limit) and self.store.has_due_run(epoch(self.clock.now()), time.time()):
+            self._refresh()
             with self.store.batch():
                 run = self.store.claim_next_due_run(epoch(self.clock.now()), time.time(), self.owner,
                                                     time.time() + self.lease_seconds)
@@ -433,9 +532,9 @@ class Engine:
     def process_pending(self, limit: int | None = None) -> int:
         """Dispatch events that were recorded but not processed (enqueued, emitted by another
         process, or left by a worker that died); returns how many."""
-        self._refresh()
         count = 0
         while (limit is None or count < limit) and self.store.has_claimable_event(time.time()):
+            self._refresh()
             with self.store.batch():
                 row = self.store.claim_next_event(self.owner, time.time(), time.time() + self.lease_seconds)
                 if row is None:
@@ -476,13 +575,16 @@ class Engine:
                 self._process(item)
 
     def _process(self, event: _Queued) -> None:
-        """One event: exits first, then matching `wait for`s, then the rules it starts."""
-        self._refresh()
+        """One event: exits first, then matching `wait for`s, then the rules it starts. Callers
+        `_refresh()` first (once per transaction: inside it, no other process can publish)."""
         trigger, data = event.trigger, event.data
         now = self.clock.now()
-        for run_id, clause in self._candidates("exit", trigger, data):
+        # Both kinds of candidates are read before anything runs: a wait that begins while this
+        # event is processed cannot match it (and an exited run is skipped by _try_resume).
+        exits, waits = self.store.dispatch_candidates(trigger, lambda f: index_key(_field_path(data, f)))
+        for run_id, clause in exits:
             self._try_exit(run_id, clause, data, now)
-        for run_id, _ in self._candidates("wait", trigger, data):
+        for run_id, _ in waits:
             self._try_resume(run_id, event, now)
         filtered: dict[tuple[str, int], int] = defaultdict(int)
         seen = None
@@ -503,10 +605,6 @@ class Engine:
                     self._start(loaded, event, now)
             seen = (trigger, group.set_id)
         self.store.finish_event(event.event_id, self.owner, filtered, seen)
-
-    def _candidates(self, kind: str, trigger: str, data: dict[str, Any]) -> list[tuple[int, int]]:
-        fields = self.store.wait_fields(kind, trigger)
-        return self.store.wait_candidates(kind, trigger, {f: index_key(_field_path(data, f)) for f in fields})
 
     def _try_exit(self, run_id: int, clause: int, data: dict[str, Any], now: dt.datetime) -> None:
         run = self.store.get_run(run_id)
@@ -540,6 +638,9 @@ class Engine:
             self._activate(claimed, loaded, frame, event.data)
 
     def _start(self, loaded: LoadedRule, event: _Queued, now: dt.datetime) -> None:
+        """Start a run of `loaded` for `event`. The run row is written when the first activation
+        needs it (an action, an emit, a failure: `_materialize`), else once, in its final state,
+        with the activation's other rows (`Store.store_new_run`); the transaction is the same."""
         code = loaded.code
         frame = vm.start_frame(code, event.data, event.depth)
         exits = []
@@ -547,12 +648,27 @@ class Engine:
             pairs = vm.exit_correlation(code, index, event.data, now=now)
             fld, value = (pairs[0][0], index_key(pairs[0][1])) if pairs else (None, None)
             exits.append(("exit", index, clause.trigger, fld, value))
-        run = self.store.create_run(loaded.name, loaded.version, event.event_id, frame.encode(), epoch(now),
-                                    event.depth, format_datetime(now), self.owner, time.time() + self.lease_seconds,
-                                    exits)
-        if run is None:  # an earlier, interrupted attempt at this event created it: run_due resumes it
-            return
-        self._activate(run, loaded, frame, None)
+        run = RunRow(0, loaded.name, loaded.version, event.event_id, "running", None, epoch(now), None,
+                     event.depth, 1, 0)
+        self._activate(run, loaded, frame, None, _Start(event, now, exits))
+
+    def _materialize(self, act: _Activation) -> bool:
+        """Store the run of `act` if it is new and not stored yet (claimed by us, due now, with its
+        start snapshot), before anything that needs its id; False when an earlier, interrupted
+        attempt at this event already created it (run_due resumes that one: drop this activation)."""
+        start = act.start
+        if start is None:
+            return True
+        act.start = None
+        event, code = start.event, act.loaded.code
+        frame = vm.start_frame(code, event.data, event.depth).encode()
+        run = self.store.create_run(act.run.rule, act.run.version, event.event_id, frame, epoch(start.now),
+                                    event.depth, format_datetime(start.now), self.owner,
+                                    time.time() + self.lease_seconds, start.exits)
+        if run is None:
+            return False
+        act.run = run
+        return True
 
     def _resume_claimed(self, run: RunRow) -> None:
         """Continue a run claimed by run_due: a timer came, or a crash interrupted it."""
@@ -583,9 +699,10 @@ class Engine:
         except LeaseLost:
             pass
 
-    def _activate(self, run: RunRow, loaded: LoadedRule, frame: vm.Frame, resume: Any) -> None:
+    def _activate(self, run: RunRow, loaded: LoadedRule, frame: vm.Frame, resume: Any,
+                  start: _Start | None = None) -> None:
         """Run until the run waits, ends or fails; commit snapshot, waits, steps and emits at once."""
-        act = _Activation(run, loaded)
+        act = _Activation(run, loaded, start=start)
         host = _RunHost(self, act)
         try:
             result = vm.run(loaded.code, frame, host, resume)
@@ -595,6 +712,7 @@ class Engine:
             result = vm.Failed(f"internal error: {type(exc).__name__}: {exc}", 0, 0)
         if act.lease_lost:
             return
+        run = act.run  # stored during the activation if it needed to be (`_materialize`)
         now = self.clock.now()
         at = format_datetime(now)
         deadline: float | None = None
@@ -611,6 +729,9 @@ class Engine:
                               index_key(pair[1]) if pair else None))
         elif isinstance(result, vm.Failed):
             status = "failed"
+            if not self._materialize(act):  # run.failed names the run
+                return
+            run = act.run
             error = result.error + (f" (line {result.line})" if result.line else "")
             if not any(s["kind"] == "error" for s in act.steps):
                 host.on_step({"kind": "error", "error": error})
@@ -620,13 +741,23 @@ class Engine:
         else:
             status = "completed"
         emits = [(t, _dumps(values.to_json(d)), depth, origin) for t, d, depth, origin in act.emits]
-        try:
-            ids = self.store.commit_activation(
-                run, status=status, frame=frame.encode() if status == "waiting" else run.frame if status != "completed"
-                else None, deadline=deadline, wait_trigger=wait_trigger, waits=waits, steps=act.steps,
-                error=error, at=at, emits=emits)
-        except LeaseLost:
-            return
+        if act.start is not None:  # a new run that needed no row until now: written once
+            stored = self.store.store_new_run(
+                run.rule, run.version, run.event_id, run.depth, status=status,
+                frame=frame.encode() if status == "waiting" else None, deadline=deadline, wait_trigger=wait_trigger,
+                waits=act.start.exits + waits, steps=act.steps, at=at, emits=emits)
+            if stored is None:  # an earlier, interrupted attempt at this event created it
+                return
+            run, ids = stored
+            act.run = run
+        else:
+            try:
+                ids = self.store.commit_activation(
+                    run, status=status, frame=frame.encode() if status == "waiting" else run.frame
+                    if status != "completed" else None, deadline=deadline, wait_trigger=wait_trigger, waits=waits,
+                    steps=act.steps, error=error, at=at, emits=emits)
+            except LeaseLost:
+                return
         for event_id, (trigger, data, depth, _origin) in zip(ids, act.emits, strict=True):
             self._queue.append(_Queued(event_id, trigger, data, depth))
         record = {"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": status}
@@ -665,13 +796,14 @@ class Engine:
             act.steps = []
             outbox = None
             try:
-                result, outbox = self._invoke(sig, name, full, key, at)
+                call = ActionCall(run.rule, run.id, key, f"{run.id}:{step}", at)
+                result, outbox = self._invoke(sig, name, full, call)
                 if sig is not None and sig.result is not None and result is not None:
                     result = coerce_value(sig.result, result, f"result of {name}")
             except Exception as exc:
                 error = str(exc) or type(exc).__name__
                 self.store.journal_result(run, key, "failed", None, error)
-                if isinstance(exc, ActionUnavailable) or attempt >= self.retry.attempts:
+                if isinstance(exc, PermanentActionError) or attempt >= self.retry.attempts:
                     if run.depth <= MAX_EMIT_DEPTH:  # bounded: a failure beyond it fires nothing
                         act.emits.append(("action.failed", {"rule": run.rule, "run_id": str(run.id),
                                                             "action": name, "error": error},
@@ -693,22 +825,19 @@ class Engine:
             self.store.journal_result(run, key, "done", values.pack(result), None, outbox)
             return result
 
-    def _invoke(self, sig: ActionSig | None, name: str, args: dict[str, Any], key: str, at: str
+    def _invoke(self, sig: ActionSig | None, name: str, args: dict[str, Any], call: ActionCall
                 ) -> tuple[Any, tuple[str, str, str] | None]:
-        host = self._host_actions.get(name)
+        host = self._host_actions.get(name)  # a host action may replace a stdlib one (send_message)
         if host is not None and host.impl is not None:
-            return _call_with_key(host.impl, args, key), None
+            return _call_with_key(host.impl, args, call.key), None
         if self.dry_run:
             return None, None
         if sig is not None and sig.impl is not None:
-            return _call_with_key(sig.impl, args, key), None
+            return _call_with_key(sig.impl, args, call.key), None
         if sig is not None and sig.origin == "stdlib":
-            # No transport yet: stdlib messages go to the outbox table.
-            if name == "log":
-                return None, None
-            outbox = (name, _dumps(values.to_json(args)), at)
-            result = {"message_id": f"outbox:{key}"} if name in ("send_email", "send_message") else None
-            return result, outbox
+            return self.transports.call(name, args, call)
+        if self.config.unbound_actions == "outbox":  # opted in: record the call, the result is null
+            return None, (name, _dumps(values.to_json(args)), call.at)
         raise ActionUnavailable(f"action '{name}' has no implementation here (register it with "
                                 "engine.action, or load it with --actions)")
 
@@ -796,6 +925,8 @@ class _RunHost:
         return self.engine.clock.now()
 
     def call_action(self, name: str, args: dict[str, Any], step: int) -> Any:
+        if not self.engine._materialize(self.act):  # the journal names the run
+            raise vm.HostAbort()
         try:
             return self.engine._call_action(self.act, name, args, step)
         except LeaseLost:
@@ -806,6 +937,8 @@ class _RunHost:
         engine = self.engine
         schema = engine._triggers.get(trigger)
         typed = validate_event(schema, data) if schema is not None else data
+        if not engine._materialize(self.act):  # the trace names the run
+            raise vm.HostAbort()
         run = self.act.run
         engine._trace({"kind": "emit", "at": format_datetime(self.now()), "rule": run.rule, "run": run.id,
                        "trigger": trigger, "data": values.to_json(typed)})
@@ -814,7 +947,7 @@ class _RunHost:
     def on_step(self, step: dict[str, Any]) -> None:
         data = {k: v for k, v in step.items() if k != "kind"}
         self.act.steps.append({"ordinal": self.act.ordinal, "at": format_datetime(self.now()),
-                               "kind": step.get("kind", "step"), "data": _dumps(values.to_json(data))})
+                               "kind": step.get("kind", "step"), "data": _dump_values(data)})
         self.act.ordinal += 1
 
 
@@ -829,6 +962,21 @@ def _decode_frame(blob: bytes | None) -> vm.Frame | None:
         return vm.Frame.decode(blob)
     except BytecodeError:
         return None
+
+
+def _called_actions(code: RuleCode) -> set[str]:
+    """The names of the actions a rule's body calls (CALL_ACTION descriptors)."""
+    from whenthen.compiler.opcodes import Opcode
+
+    found: set[str] = set()
+    pending = [code.body]
+    while pending:
+        piece = pending.pop()
+        pending.extend(piece.codes)
+        for op, arg in piece.instrs:
+            if op == Opcode.CALL_ACTION:
+                found.add(piece.consts[arg][0])
+    return found
 
 
 def compiled_hash(code: RuleCode) -> str:
@@ -875,6 +1023,20 @@ def _call_with_key(fn: Callable[..., Any], args: dict[str, Any], key: str) -> An
     if hasattr(result, "model_dump"):  # a pydantic model
         result = result.model_dump()
     return result
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                           default=values.to_json).encode
+
+
+def _dump_values(value: Any) -> str:
+    """`_dumps(values.to_json(value))` in one pass: the encoder calls `to_json` only for what JSON
+    lacks (datetimes, dates, durations); it falls back to the two passes for what it would write
+    differently (a non-finite float, which `to_json` makes null)."""
+    try:
+        return _ENCODE(value)
+    except (TypeError, ValueError):
+        return _dumps(values.to_json(value))
 
 
 def _dumps(value: Any, lenient: bool = False) -> str:
