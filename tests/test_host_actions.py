@@ -162,3 +162,35 @@ end
         "error: SMTP tls must be one of starttls, ssl, none, not 'tls9'"
     missing = wt(tmp_path, "--config", "nope.toml", "runs")
     assert missing.returncode == 2 and missing.stderr.strip() == "error: config file not found: nope.toml"
+
+
+HOST_MODULE = '''
+from pydantic import BaseModel
+
+
+class Order(BaseModel):
+    id: str
+    total: float
+
+
+TRIGGERS = {"order.placed": Order}
+
+
+def refund(order_id: str, amount: float) -> dict:
+    """Refund an order."""
+    return {"refunded": amount}
+'''
+
+
+def test_cli_host_module_with_triggers_and_actions(tmp_path):
+    (tmp_path / "host.py").write_text(HOST_MODULE)
+    (tmp_path / "rules.rules").write_text("when order.placed where total > 100 then refund(order_id: id, amount: total)\n")
+    unknown = wt(tmp_path, "publish", "rules.rules", "--enable")
+    assert unknown.returncode == 1 and "unknown trigger 'order.placed'" in unknown.stderr
+    assert wt(tmp_path, "publish", "rules.rules", "--enable", "--actions", "host.py").returncode == 0
+    ok = wt(tmp_path, "emit", "order.placed", '{"id": "o1", "total": 150}', "--actions", "host.py")
+    assert ok.returncode == 0, ok.stderr
+    bad = wt(tmp_path, "emit", "order.placed", '{"id": "o2", "total": "lots"}', "--actions", "host.py")
+    assert bad.returncode == 1 and "order.placed: field 'total': expected float" in bad.stderr
+    run = json.loads(wt(tmp_path, "run", "1", "--format", "json").stdout)
+    assert run["status"] == "completed" and run["steps"][0]["result"] == {"refunded": 150}

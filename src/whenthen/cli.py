@@ -137,7 +137,7 @@ def _engine(obj: Context, actions: str | None = None, *, runs_rules: bool = Fals
     exit 2. With `runs_rules` (emit, ingest, worker), an action that active rules call with no
     implementation is an error now, before anything runs (Engine.check_bindings)."""
     from whenthen.runtime.clock import FixedClock, RealClock, parse_datetime
-    from whenthen.runtime.engine import Engine, load_actions_module
+    from whenthen.runtime.engine import Engine, load_actions_module, load_host_triggers
     from whenthen.stdlib.config import StdlibConfig
 
     try:
@@ -149,6 +149,8 @@ def _engine(obj: Context, actions: str | None = None, *, runs_rules: bool = Fals
         if actions:
             for fn in load_actions_module(actions):
                 engine.action(fn)
+            for name, model in load_host_triggers(actions).items():
+                engine.trigger(name, model)
         if runs_rules:
             engine.check_bindings()
     except WhenthenError as exc:

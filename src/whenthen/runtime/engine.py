@@ -1124,8 +1124,38 @@ def action_signature(fn: Callable[..., Any], name: str | None = None) -> ActionS
                      impl=fn)
 
 
+_HOST_MODULES: dict[str, Any] = {}
+
+
 def load_actions_module(spec: str) -> list[Callable[..., Any]]:
-    """The public functions of a Python file (`actions.py`) or importable module (`pkg.actions`)."""
+    """The public functions of a Python file (`actions.py`) or importable module (`pkg.actions`),
+    or those in its `ACTIONS` list or dict."""
+    module = _host_module(spec)
+    exported = getattr(module, "ACTIONS", None)
+    if exported is not None:
+        return list(exported.values()) if isinstance(exported, dict) else list(exported)
+    return [obj for name, obj in vars(module).items()
+            if inspect.isfunction(obj) and not name.startswith("_") and obj.__module__ == module.__name__]
+
+
+def load_host_triggers(spec: str) -> dict[str, Any]:
+    """The `TRIGGERS` dict of the same module: trigger name -> pydantic model (for `engine.trigger`)."""
+    exported = getattr(_host_module(spec), "TRIGGERS", None) or {}
+    if not isinstance(exported, dict):
+        raise EngineError(f"{spec}: TRIGGERS must be a dict of trigger names to pydantic models")
+    return dict(exported)
+
+
+def _host_module(spec: str) -> Any:
+    """The module, imported once per file version (actions and triggers come from one import)."""
+    path = Path(spec)
+    key = f"{path.resolve()}@{path.stat().st_mtime_ns}" if path.is_file() else spec
+    if key not in _HOST_MODULES:
+        _HOST_MODULES[key] = _import_host_module(spec)
+    return _HOST_MODULES[key]
+
+
+def _import_host_module(spec: str) -> Any:
     import importlib
     import importlib.util
 
@@ -1143,8 +1173,4 @@ def load_actions_module(spec: str) -> list[Callable[..., Any]]:
             module = importlib.import_module(spec)
         except ImportError as exc:
             raise EngineError(f"cannot import actions module {spec!r}: {exc}") from None
-    exported = getattr(module, "ACTIONS", None)
-    if exported is not None:
-        return list(exported.values()) if isinstance(exported, dict) else list(exported)
-    return [obj for name, obj in vars(module).items()
-            if inspect.isfunction(obj) and not name.startswith("_") and obj.__module__ == module.__name__]
+    return module
