@@ -16,8 +16,9 @@ from whenthen.stdlib.config import StdlibConfig
 from whenthen.stdlib.webhook import MAX_RESPONSE_BYTES, verify
 
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
-SCHEMA = "trigger order.placed { id: str, total: float, items: list[str], note: str? }\n"
-ORDER = {"id": "o1", "total": 80, "items": ["a", "b"], "note": "gift: {event}"}
+SCHEMA = "trigger order.placed { id: str, total: float, items: list[str], note: str?, at: datetime, hold: duration }\n"
+ORDER = {"id": "o1", "total": 80, "items": ["a", "b"], "note": "gift: {event}", "at": "2026-11-22T09:00:00Z",
+         "hold": 90}
 SECRET = "topsecret"
 
 

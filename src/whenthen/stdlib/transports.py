@@ -46,7 +46,11 @@ class Transports:
         if name == "send_email":
             return self.send_email(args, call)
         if name == "webhook":
-            result = webhook.request(args["url"], args.get("body"), args.get("method") or "POST",
+            from whenthen.runtime import values
+
+            # event fields may hold datetimes and durations: sent as ISO text and seconds
+            body = values.to_json(args.get("body"))
+            result = webhook.request(args["url"], body, args.get("method") or "POST",
                                      key=call.call_key, secret=self.config.webhook_secret,
                                      timeout=self.config.webhook_timeout)
             return result, None
