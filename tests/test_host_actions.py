@@ -194,3 +194,21 @@ def test_cli_host_module_with_triggers_and_actions(tmp_path):
     assert bad.returncode == 1 and "order.placed: field 'total': expected float" in bad.stderr
     run = json.loads(wt(tmp_path, "run", "1", "--format", "json").stdout)
     assert run["status"] == "completed" and run["steps"][0]["result"] == {"refunded": 150}
+
+
+def test_model_parameters_receive_model_instances(tmp_path):
+    engine = Engine(tmp_path / "wt.db", SimulatedClock(T0), config=StdlibConfig())
+    engine.trigger("order.placed", Order)
+    received: list = []
+
+    @engine.action
+    def ship(order_id: str, to: Address, also: list[Address] | None = None, idempotency_key: str = "") -> None:
+        """Ship an order."""
+        received.append((order_id, to, also, idempotency_key))
+
+    engine.publish(whenthen.compile("when order.placed then ship(order_id: id, to: ship_to, also: [ship_to])",
+                                    schema=engine), enable=True)
+    engine.emit("order.placed", ORDER)
+    [(order_id, to, also, key)] = received
+    assert isinstance(to, Address) and to == Address(city="Lyon")
+    assert also == [Address(city="Lyon")] and key == "1:0:1"

@@ -1120,8 +1120,10 @@ def action_signature(fn: Callable[..., Any], name: str | None = None) -> ActionS
         params.append(ParamSig(p.name, typ, has_default, p.default if has_default else None))
     result_hint = hints.get("return", None)
     result: Type | None = None if result_hint in (None, type(None)) else python_type(result_hint)
+    from whenthen.runtime.host import with_model_arguments
+
     return ActionSig(name or fn.__name__, tuple(params), result, origin="host", doc=inspect.getdoc(fn) or "",
-                     impl=fn)
+                     impl=with_model_arguments(fn, hints))
 
 
 _HOST_MODULES: dict[str, Any] = {}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from whenthen.compiler.decls import Schema, TriggerSchema
@@ -37,3 +39,31 @@ def schema_with_triggers(triggers: Mapping[str, Any], base: Schema | None = None
     for name, model in triggers.items():
         schema.triggers[name] = trigger_schema(name, model)
     return schema
+
+
+def with_model_arguments(fn: Callable[..., Any], hints: Mapping[str, Any]) -> Callable[..., Any]:
+    """`fn`, or a wrapper that turns the dicts rules pass into the pydantic models its parameters
+    are annotated with (`Address`, `list[Address]`, `Address | None`); other arguments pass as they are."""
+    adapters = {}
+    for name, hint in hints.items():
+        if name != "return" and _mentions_model(hint):
+            from pydantic import TypeAdapter
+
+            adapters[name] = TypeAdapter(hint)
+    if not adapters:
+        return fn
+
+    @functools.wraps(fn)  # keeps the signature, so `idempotency_key` is still detected
+    def call(**kwargs: Any) -> Any:
+        for name, adapter in adapters.items():
+            if name in kwargs:
+                kwargs[name] = adapter.validate_python(kwargs[name])
+        return fn(**kwargs)
+
+    return call
+
+
+def _mentions_model(hint: Any) -> bool:
+    if isinstance(hint, type) and isinstance(getattr(hint, "model_fields", None), dict):
+        return True
+    return any(_mentions_model(arg) for arg in typing.get_args(hint))
