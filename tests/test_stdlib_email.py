@@ -207,3 +207,17 @@ folder = "tpl"
     (tmp_path / "bad.toml").write_text("[smtp\nhost=")
     with pytest.raises(ConfigError, match="invalid TOML"):
         StdlibConfig.load(tmp_path / "bad.toml", env={})
+
+
+def test_event_data_cannot_inject_headers(tmp_path):
+    with smtp_server() as mail:
+        engine, _ = make(tmp_path, """
+rule "Subject" when guest.added then send_email(to: email, subject: "Hi {first_name}")
+rule "To" when guest.added then send_email(to: "{note}", subject: "x")
+""", StdlibConfig(smtp=smtp_config(mail.port)))
+        engine.emit("guest.added", dict(GUEST, first_name="John\r\nBcc: victim@example.com",
+                                        note="a@example.com\nBcc: victim@example.com"))
+    [msg] = mail.messages
+    assert msg["Subject"] == "Hi John Bcc: victim@example.com" and msg["Bcc"] is None
+    refused = engine.runs(rule="To")[0]
+    assert refused["status"] == "failed" and "not an email address" in refused["error"]

@@ -21,6 +21,11 @@ def message_id(call_key: str, sender: str, to: str, subject: str, body: str) -> 
 
 
 def build_message(config: SmtpConfig, to: str, subject: str, body: str, msg_id: str) -> EmailMessage:
+    """The message; event data cannot add headers: line breaks in the subject become spaces, and
+    a recipient with a line break (or with none of `@`) is refused without retry."""
+    if "\r" in to or "\n" in to or "@" not in to:
+        raise PermanentActionError(f"send_email: not an email address: {to!r}")
+    subject = " ".join(subject.splitlines())
     message = EmailMessage()
     message["From"] = config.sender
     message["To"] = to
