@@ -212,3 +212,14 @@ def test_model_parameters_receive_model_instances(tmp_path):
     [(order_id, to, also, key)] = received
     assert isinstance(to, Address) and to == Address(city="Lyon")
     assert also == [Address(city="Lyon")] and key == "1:0:1"
+
+
+def test_log_goes_to_the_run_history_and_python_logging(tmp_path, caplog):
+    engine = Engine(tmp_path / "wt.db", SimulatedClock(T0), config=StdlibConfig())
+    engine.publish(whenthen.compile("trigger ping.sent { n: int }\nrule \"L\" when ping.sent then log(message: "
+                                    "\"got {n}\")"), enable=True)
+    with caplog.at_level("INFO", logger="whenthen.rules"):
+        engine.emit("ping.sent", {"n": 4})
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [("whenthen.rules", "L (run 1): got 4")]
+    [step] = engine.run(1)["steps"]
+    assert step["action"] == "log" and step["args"] == {"message": "got 4"} and step["status"] == "done"
