@@ -31,6 +31,7 @@ from whenthen.grammar import ast
 from whenthen.grammar.parser import duration_seconds, parse
 from whenthen.grammar.printer import (
     print_expr,
+    print_item,
     print_type,
     print_when,
     quote_plain,
@@ -165,7 +166,7 @@ class _Layout:
             case ast.TriggerDecl():
                 self.trigger_decl(node)
             case ast.ActionDecl():
-                self.add(0, _action_decl(node), node.span.start, "item")
+                self.add(0, print_item(node), node.span.start, "item")
             case ast.Rule():
                 self.rule(node)
 
@@ -311,15 +312,6 @@ def _walk_outside_templates(node: object):
             yield from _walk_outside_templates(child)
 
 
-def _action_decl(node: ast.ActionDecl) -> str:
-    params = []
-    for p in node.params:
-        text = f"{p.name}: {print_type(p.type)}"
-        if p.default is not None:
-            text += f" = {print_expr(p.default)}"
-        params.append(text)
-    result = f" -> {print_type(node.result)}" if node.result is not None else ""
-    return f"action {node.name}({', '.join(params)}){result}"
 
 
 # ----------------------------------------------------------------------------- comments and output
