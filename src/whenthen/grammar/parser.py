@@ -487,19 +487,21 @@ class _Builder(Transformer):
         text = tok.value[1:-1]
         i = 0
         while i < len(text):
-            ch = text[i]
-            if ch == "\\" and i + 1 < len(text):
-                esc = text[i + 1]
-                if esc in _TEMPLATE_ESCAPES:
-                    out.append(_TEMPLATE_ESCAPES[esc])
-                else:
-                    self._error(self._inner_span(tok, i, 2), f"unknown escape '\\{esc}' (use \\n \\t \\\\ or \\\")")
-                    out.append(esc)
+            if text[i] == "\\" and i + 1 < len(text):
+                out.append(self._escape(tok, text, i))
                 i += 2
-                continue
-            out.append(ch)
-            i += 1
+            else:
+                out.append(text[i])
+                i += 1
         return "".join(out)
+
+    def _escape(self, tok: Token, text: str, i: int) -> str:
+        """The character of the escape `\\X` at `text[i]` (E001 for an unknown one)."""
+        esc = text[i + 1]
+        if esc not in _TEMPLATE_ESCAPES:
+            self._error(self._inner_span(tok, i, 2), f"unknown escape '\\{esc}' (use \\n \\t \\\\ or \\\")")
+            return esc
+        return _TEMPLATE_ESCAPES[esc]
 
     def _inner_span(self, tok: Token, index: int, width: int) -> Span:
         """The span of `width` characters at `index` inside a string token's quotes (one line)."""
@@ -516,12 +518,7 @@ class _Builder(Transformer):
         while i < len(text):
             ch = text[i]
             if ch == "\\" and i + 1 < len(text):
-                esc = text[i + 1]
-                if esc in _TEMPLATE_ESCAPES:
-                    buf.append(_TEMPLATE_ESCAPES[esc])
-                else:
-                    self._error(self._inner_span(tok, i, 2), f"unknown escape '\\{esc}' (use \\n \\t \\\\ or \\\")")
-                    buf.append(esc)
+                buf.append(self._escape(tok, text, i))
                 i += 2
             elif ch == "{" and text.startswith("{{", i):
                 buf.append("{")
