@@ -223,3 +223,28 @@ def test_log_goes_to_the_run_history_and_python_logging(tmp_path, caplog):
     assert [(r.name, r.getMessage()) for r in caplog.records] == [("whenthen.rules", "L (run 1): got 4")]
     [step] = engine.run(1)["steps"]
     assert step["action"] == "log" and step["args"] == {"message": "got 4"} and step["status"] == "done"
+
+
+def test_simulate_and_demo_take_the_host_modules_triggers(tmp_path):
+    """An `--actions` module's TRIGGERS declare triggers for simulate as they do for emit."""
+    (tmp_path / "host.py").write_text(
+        "from pydantic import BaseModel\n"
+        "class Order(BaseModel):\n"
+        "    order_id: str\n"
+        "    total: float\n"
+        "TRIGGERS = {'order.placed': Order}\n"
+        "def confirm(order_id: str) -> None:\n"
+        "    pass\n"
+        "ACTIONS = [confirm]\n"
+    )
+    (tmp_path / "rules.rules").write_text(
+        "when order.placed where total > 10 then confirm(order_id: order_id)\n")
+    (tmp_path / "events.jsonl").write_text(
+        '{"trigger": "order.placed", "at": "2026-11-23T10:00:00Z", "data": {"order_id": "o1", "total": 12}}\n'
+        '{"trigger": "order.placed", "data": {"order_id": "o2", "total": 3}}\n')
+    done = wt(tmp_path, "simulate", "rules.rules", "--events", "events.jsonl", "--format", "jsonl",
+              "--actions", "host.py")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [x["args"] for x in lines if x["kind"] == "action"] == [{"order_id": "o1"}]
+    assert lines[-1]["rules"]["rules:1"]["filtered"] == 1

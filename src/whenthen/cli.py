@@ -467,7 +467,7 @@ def _describe_step(step: dict) -> str:
 def simulate(paths: tuple[str, ...], events_file: str, until: str | None, fmt: str, actions: str | None) -> None:
     """Dry run on a simulated clock: actions are recorded, not executed."""
     from whenthen.runtime.clock import parse_datetime
-    from whenthen.runtime.engine import load_actions_module
+    from whenthen.runtime.engine import load_actions_module, load_host_triggers
     from whenthen.runtime.simulate import jsonl_line, render_text, simulate, summary_record
 
     if not Path(events_file).exists():
@@ -478,6 +478,7 @@ def simulate(paths: tuple[str, ...], events_file: str, until: str | None, fmt: s
         fail(f"--until: {exc}")
     try:
         host = load_actions_module(actions) if actions else []
+        host_triggers = load_host_triggers(actions) if actions else {}
     except WhenthenError as exc:
         fail(str(exc))
     except Exception as exc:
@@ -488,7 +489,8 @@ def simulate(paths: tuple[str, ...], events_file: str, until: str | None, fmt: s
             click.echo(jsonl_line(record))
 
     try:
-        result = simulate(list(paths), events_file, until=until_at, actions=host, on_trace=on_trace,
+        result = simulate(list(paths), events_file, until=until_at, actions=host, triggers=host_triggers,
+                          on_trace=on_trace,
                           on_event_error=lambda message: click.echo(message, err=True))
     except WhenthenError as exc:
         fail(str(exc))
@@ -517,7 +519,7 @@ def demo(obj: Context, folder: str, events_file: str | None) -> None:
     Host actions come from FOLDER/actions.py when it exists. Unlike `simulate`, the runs, their history and the outbox stay in the database, so `rules`,
     `runs`, `run ID` and `versions` show them afterwards.
     """
-    from whenthen.runtime.engine import load_actions_module
+    from whenthen.runtime.engine import load_actions_module, load_host_triggers
     from whenthen.runtime.simulate import render_text, simulate
 
     events_file = events_file or str(Path(folder) / "events.jsonl")
@@ -527,7 +529,8 @@ def demo(obj: Context, folder: str, events_file: str | None) -> None:
     actions_file = Path(folder) / "actions.py"
     try:
         host = load_actions_module(str(actions_file)) if actions_file.exists() else []
-        result = simulate([folder], events_file, db=obj.db, dry_run=False, actions=host,
+        host_triggers = load_host_triggers(str(actions_file)) if actions_file.exists() else {}
+        result = simulate([folder], events_file, db=obj.db, dry_run=False, actions=host, triggers=host_triggers,
                           on_event_error=lambda message: click.echo(message, err=True))
     except WhenthenError as exc:
         fail(str(exc))

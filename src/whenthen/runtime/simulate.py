@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,7 @@ def simulate(
     events_path: str | Path,
     until: dt.datetime | None = None,
     actions: Sequence[Callable[..., Any]] = (),
+    triggers: Mapping[str, Any] | None = None,
     on_trace: Callable[[dict[str, Any]], None] | None = None,
     on_event_error: Callable[[str], None] | None = None,
     db: str = ":memory:",
@@ -103,6 +104,8 @@ def simulate(
     try:
         for fn in actions:
             engine.action(fn)
+        for name, model in (triggers or {}).items():  # host triggers (an `--actions` module's TRIGGERS)
+            engine.trigger(name, model)
         checked = _check_program([str(p) for p in paths], engine.schema)
         result.diagnostics = list(checked.diagnostics)
         if not checked.ok:
