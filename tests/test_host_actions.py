@@ -248,3 +248,15 @@ def test_simulate_and_demo_take_the_host_modules_triggers(tmp_path):
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [x["args"] for x in lines if x["kind"] == "action"] == [{"order_id": "o1"}]
     assert lines[-1]["rules"]["rules:1"]["filtered"] == 1
+
+
+def test_repl_takes_the_host_modules_triggers(tmp_path):
+    test_simulate_and_demo_take_the_host_modules_triggers(tmp_path)  # writes host.py and rules.rules
+    script = ':event order.placed {"order_id": "o1", "total": 12}\ntotal > 10\n' \
+             ':emit order.placed {"order_id": "o2", "total": 20}\n'
+    done = subprocess.run([sys.executable, "-m", "whenthen", "repl", "rules.rules", "--actions", "host.py"],
+                          input=script, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env={**os.environ, "WHENTHEN_HISTORY": ""})
+    assert done.returncode == 0, done.stderr
+    assert "total > 10  true" in done.stdout
+    assert "confirm(order_id: 'o2')" in done.stdout

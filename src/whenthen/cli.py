@@ -113,7 +113,7 @@ def repl(obj: Context, paths: tuple[str, ...], actions: str | None) -> None:
     """The interactive console: evaluate conditions against events, emit, advance a simulated clock."""
     from whenthen.repl.app import run_repl
     from whenthen.runtime.clock import parse_datetime
-    from whenthen.runtime.engine import load_actions_module
+    from whenthen.runtime.engine import load_actions_module, load_host_triggers
 
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
@@ -124,9 +124,10 @@ def repl(obj: Context, paths: tuple[str, ...], actions: str | None) -> None:
         fail(f"--now: {exc}")
     try:
         host_actions = load_actions_module(actions) if actions else []
+        host_triggers = load_host_triggers(actions) if actions else {}
     except Exception as exc:  # the user's module may raise anything while importing
         fail(f"--actions {actions}: {type(exc).__name__}: {exc}")
-    sys.exit(run_repl(list(paths), now=now, actions=host_actions))
+    sys.exit(run_repl(list(paths), now=now, actions=host_actions, triggers=host_triggers))
 
 
 # ----------------------------------------------------------------------------- the engine

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -48,6 +48,7 @@ def make_history() -> History:
 
 
 def run_repl(paths: list[str], *, now: dt.datetime | None = None, actions: Sequence[Callable[..., Any]] = (),
+             triggers: Mapping[str, Any] | None = None,
              stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Load `paths`, then read inputs until EOF or `:quit`. Returns the exit status: with a
     non-terminal stdin, 1 when any input had an error (so scripts notice), else 0."""
@@ -56,7 +57,8 @@ def run_repl(paths: list[str], *, now: dt.datetime | None = None, actions: Seque
     stderr = stderr or sys.stderr
     interactive = stdin.isatty() and stdout.isatty()
     err = _colored_writer(stderr, "\x1b[31m") if interactive and stderr.isatty() else _writer(stderr)
-    session = ReplSession(now=now, out=_writer(stdout), err=err, quiet=not interactive, actions=actions)
+    session = ReplSession(now=now, out=_writer(stdout), err=err, quiet=not interactive, actions=actions,
+                          triggers=triggers)
     if interactive:
         session.out(BANNER)
     if paths:

@@ -6,7 +6,7 @@ import datetime as dt
 import difflib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +73,20 @@ class ReplSession:
     """What the REPL knows: loaded sources, schema, current trigger/event and the simulation."""
 
     def __init__(self, *, now: dt.datetime | None = None, out: Write = print, err: Write = print,
-                 quiet: bool = False, actions: Sequence[Callable[..., Any]] = ()):
+                 quiet: bool = False, actions: Sequence[Callable[..., Any]] = (),
+                 triggers: Mapping[str, Any] | None = None):
         from whenthen.runtime.engine import action_signature
+        from whenthen.runtime.host import trigger_schema
         from whenthen.stdlib import default_schema
 
         self.actions = list(actions)  # host actions (`--actions`): declared, and run by `:emit`
+        self.triggers = dict(triggers or {})  # host triggers (`--actions` module's TRIGGERS)
         self.base_schema = default_schema()
         for fn in self.actions:
             sig = action_signature(fn)
             self.base_schema.actions[sig.name] = sig
+        for name, model in self.triggers.items():
+            self.base_schema.triggers[name] = trigger_schema(name, model)
         self.out = out
         self.err = err
         self.quiet = quiet  # scripted use: print results only, not acknowledgements
@@ -355,7 +360,7 @@ class ReplSession:
         if self._simulation is None:
             from whenthen.repl.simulation import ReplSimulation
 
-            self._simulation = ReplSimulation(self.start, self.timezone, self.actions)
+            self._simulation = ReplSimulation(self.start, self.timezone, self.actions, self.triggers)
             if self.checked is not None:
                 self._simulation.publish(self.checked)
         return self._simulation

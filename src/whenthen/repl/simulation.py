@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from whenthen.compiler.checked import CheckedProgram
@@ -17,7 +17,8 @@ MAX_ROUNDS = 10_000
 class ReplSimulation:
     """Every loaded rule active; actions recorded (null results); time moves only on `:advance`."""
 
-    def __init__(self, start: dt.datetime, timezone: str = "UTC", actions: Sequence[Callable[..., Any]] = ()):
+    def __init__(self, start: dt.datetime, timezone: str = "UTC", actions: Sequence[Callable[..., Any]] = (),
+                 triggers: Mapping[str, Any] | None = None):
         from whenthen.runtime.engine import Engine
 
         self.clock = SimulatedClock(start)
@@ -26,6 +27,8 @@ class ReplSimulation:
         self.engine = Engine(":memory:", clock=self.clock, dry_run=True, on_trace=self._on_trace)
         for fn in actions:
             self.engine.action(fn)  # host actions supply results; the others return null
+        for name, model in (triggers or {}).items():
+            self.engine.trigger(name, model)
 
     def now(self) -> dt.datetime:
         return self.clock.now()
