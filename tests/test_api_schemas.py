@@ -5,24 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from pydantic import BaseModel
 
 import whenthen
-
-
-class Address(BaseModel):
-    city: str
-    zip: str | None = None
-
-
-class Order(BaseModel):
-    id: str
-    total: float
-    status: str
-    tags: list[str]
-    ship_to: Address
-    placed_at: dt.datetime
-
+from _models import Order
 
 ORDER = {"id": "o1", "total": 120.5, "status": "new", "tags": ["gift"], "ship_to": {"city": "Lyon"},
          "placed_at": "2026-11-22T09:00:00Z"}

@@ -13,6 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 import whenthen
+from _models import Address, Order
 from whenthen.runtime.clock import SimulatedClock
 from whenthen.runtime.engine import Engine, EngineError
 from whenthen.stdlib.config import StdlibConfig
@@ -20,18 +21,6 @@ from whenthen.stdlib.config import StdlibConfig
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
 
 
-class Address(BaseModel):
-    city: str
-    zip: str | None = None
-
-
-class Order(BaseModel):
-    id: str
-    total: float
-    status: str
-    tags: list[str]
-    ship_to: Address
-    placed_at: dt.datetime
 
 
 class Ticket(BaseModel):
