@@ -9,9 +9,9 @@ from whenthen.compiler.checker import check_program
 from whenthen.compiler.code import RuleCode
 from whenthen.compiler.codegen import compile_rules
 from whenthen.diagnostics import render_all
-from whenthen.runtime.values import to_json
 from whenthen.runtime.vm import Done, Failed, Frame, Suspended, run, start_frame
 from whenthen.source import Source
+from whenthen.values import to_json
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=UTC)

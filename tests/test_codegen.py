@@ -18,8 +18,8 @@ from whenthen.compiler.codegen import compile_rules
 from whenthen.compiler.opcodes import Opcode
 from whenthen.compiler.sources import load_sources
 from whenthen.diagnostics import CompileError
-from whenthen.runtime.values import pack, unpack
 from whenthen.source import Source
+from whenthen.values import pack, unpack
 
 UTC = dt.UTC
 CONFORMANCE = Path("/work/shared/conformance")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from whenthen.runtime.schedules import describe, latest_fire, next_fire, slots, wall_to_instant
+from whenthen.calendar import describe, latest_fire, next_fire, slots, wall_to_instant
 
 PARIS = "Europe/Paris"  # 2026: spring forward 03-29 02:00 CET -> 03:00 CEST; fall back 10-25 03:00 -> 02:00
 NEW_YORK = "America/New_York"  # 2026: spring forward 03-08 02:00 -> 03:00; fall back 11-01 02:00 -> 01:00

@@ -21,7 +21,7 @@ def play(tmp_path: Path, rules: dict[str, str], events: list[dict], until: str |
         (tmp_path / name).write_text(text)
         paths.append(tmp_path / name)
     (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    from whenthen.runtime.clock import parse_datetime
+    from whenthen.calendar import parse_datetime
 
     result = simulate(paths, tmp_path / "events.jsonl", until=parse_datetime(until) if until else None)
     assert result.ok, (result.diagnostics, result.event_errors)
@@ -57,7 +57,7 @@ def test_datetime_literals_offsets_and_dst_edges(tmp_path):
         "2026-03-01T09:00:00+01:00 2026-03-01T10:00:00+01:00 2026-03-01T15:00:00+01:00",
         # 02:30 does not exist on 03-29: the first instant after the gap; on 10-25 it occurs twice
         "gap 2026-03-29T03:00:00+02:00 twice 2026-10-25T02:30:00+02:00",
-        "true 2026-03-01T10:00:00.250000+01:00",
+        "true 2026-03-01T10:00:00.25+01:00",
     ]
 
 

@@ -111,8 +111,8 @@ def disasm(paths: tuple[str, ...], rule: str | None) -> None:
 @click.pass_obj
 def repl(obj: Context, paths: tuple[str, ...], actions: str | None) -> None:
     """The interactive console: evaluate conditions against events, emit, advance a simulated clock."""
+    from whenthen.calendar import parse_datetime
     from whenthen.repl.app import run_repl
-    from whenthen.runtime.clock import parse_datetime
     from whenthen.runtime.engine import load_actions_module, load_host_triggers
 
     missing = [p for p in paths if not Path(p).exists()]
@@ -137,7 +137,8 @@ def _engine(obj: Context, actions: str | None = None, *, runs_rules: bool = Fals
     """The engine on `--db`, with the `--now` clock, `--config` and the `--actions` host module, or
     exit 2. With `runs_rules` (emit, ingest, worker), an action that active rules call with no
     implementation is an error now, before anything runs (Engine.check_bindings)."""
-    from whenthen.runtime.clock import FixedClock, RealClock, parse_datetime
+    from whenthen.calendar import parse_datetime
+    from whenthen.runtime.clock import FixedClock, RealClock
     from whenthen.runtime.engine import Engine, load_actions_module, load_host_triggers
     from whenthen.stdlib.config import StdlibConfig
 
@@ -467,7 +468,7 @@ def _describe_step(step: dict) -> str:
 @_actions_option
 def simulate(paths: tuple[str, ...], events_file: str, until: str | None, fmt: str, actions: str | None) -> None:
     """Dry run on a simulated clock: actions are recorded, not executed."""
-    from whenthen.runtime.clock import parse_datetime
+    from whenthen.calendar import parse_datetime
     from whenthen.runtime.engine import load_actions_module, load_host_triggers
     from whenthen.runtime.simulate import jsonl_line, render_text, simulate, summary_record
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from whenthen.calendar import next_fire
 from whenthen.compiler import messages as msg
 from whenthen.compiler.checked import CheckedProgram, NameRef, ResolvedCall, RuleInfo
 from whenthen.compiler.decls import ActionSig, FunctionSig, ParamSig, Schema, TriggerSchema
@@ -41,7 +42,6 @@ from whenthen.compiler.types import (
 )
 from whenthen.diagnostics import NO_SPAN, Diagnostic, Span, error, warning
 from whenthen.grammar import ast
-from whenthen.runtime.schedules import next_fire
 from whenthen.source import Source
 from whenthen.stdlib import default_schema
 from whenthen.stdlib.functions import ArgumentTypeError

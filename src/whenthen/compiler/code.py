@@ -12,9 +12,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from whenthen import values
 from whenthen.compiler.opcodes import CONST_OPS, JUMPS, NAME_OPS, Opcode
 from whenthen.diagnostics import WhenthenError
-from whenthen.runtime import values
 
 MAGIC = b"WTBC"
 FORMAT_VERSION = 1

@@ -11,13 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from whenthen.calendar import localize
 from whenthen.compiler.checked import CheckedProgram, NameRef, ResolvedCall, RuleInfo
 from whenthen.compiler.code import Code, ExitCode, RuleCode
 from whenthen.compiler.decls import Schema
 from whenthen.compiler.opcodes import BINARY_OPS, Opcode
 from whenthen.diagnostics import CompileError, Span
 from whenthen.grammar import ast
-from whenthen.runtime.values import localize
 
 
 class CodegenError(Exception):

@@ -15,8 +15,8 @@ from typing import Any
 from whenthen.compiler.code import Code, RuleCode
 from whenthen.compiler.opcodes import COUNT_OPS, HAS_ARG, JUMPS, NAME_OPS, Opcode
 from whenthen.diagnostics import CompileError, WhenthenError
-from whenthen.runtime.values import format_datetime, format_duration
 from whenthen.source import Source
+from whenthen.values import format_datetime, format_duration
 
 
 def show_const(value: Any) -> str:

@@ -431,6 +431,6 @@ def _format_fields(typ: Type, indent: str) -> str:
 
 
 def _to_json(value: Any) -> Any:
-    from whenthen.runtime.values import to_json
+    from whenthen.values import to_json
 
     return to_json(value)

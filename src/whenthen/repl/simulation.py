@@ -6,8 +6,9 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from whenthen.calendar import parse_datetime
 from whenthen.compiler.checked import CheckedProgram
-from whenthen.runtime.clock import SimulatedClock, parse_datetime
+from whenthen.runtime.clock import SimulatedClock
 from whenthen.runtime.evaluate import show_value
 
 # A rule whose wait never becomes due must not make `:advance` loop for ever.

@@ -21,18 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from whenthen import calendar, values
+from whenthen.calendar import epoch, from_epoch
 from whenthen.compiler.code import BytecodeError, RuleCode
 from whenthen.compiler.decls import ActionSig, ParamSig, Schema, TriggerSchema
 from whenthen.compiler.types import Type
 from whenthen.diagnostics import EventError, WhenthenError
 from whenthen.grammar import ast
-from whenthen.runtime import schedules, values, vm
-from whenthen.runtime.clock import Clock, RealClock, epoch, format_datetime, from_epoch
+from whenthen.runtime import vm
+from whenthen.runtime.clock import Clock, RealClock
 from whenthen.runtime.events import coerce_value, lookup_trigger, type_from_data, type_to_data, validate_event
 from whenthen.runtime.store import LeaseLost, RunRow, Store
 from whenthen.stdlib.config import StdlibConfig
 from whenthen.stdlib.errors import PermanentActionError
 from whenthen.stdlib.transports import ActionCall, Transports
+from whenthen.values import format_datetime
 
 MAX_EMIT_DEPTH = vm.MAX_EMIT_DEPTH
 ENDED = ("completed", "failed", "exited")
@@ -422,8 +425,8 @@ class Engine:
         code = loaded.code
         last = self.store.schedule_slots().get(rule)
         after = from_epoch(last) if last is not None else self.clock.now()
-        slot = schedules.next_fire(code.schedule, code.timezone, after) if state == "active" else None
-        return {"schedule": schedules.describe(code.schedule, code.timezone),
+        slot = calendar.next_fire(code.schedule, code.timezone, after) if state == "active" else None
+        return {"schedule": calendar.describe(code.schedule, code.timezone),
                 "next_fire": format_datetime(slot) if slot is not None else None}
 
     def uses(self, trigger: str) -> list[dict[str, Any]]:
@@ -873,7 +876,7 @@ class Engine:
         last = self._schedule_slots()
         found = []
         for loaded in self._active.get(ast.SCHEDULE_TRIGGER, ()):
-            slot = schedules.next_fire(loaded.code.schedule or {}, loaded.code.timezone, from_epoch(last[loaded.name]))
+            slot = calendar.next_fire(loaded.code.schedule or {}, loaded.code.timezone, from_epoch(last[loaded.name]))
             if slot is not None:
                 found.append(slot)
         return min(found, default=None)
@@ -888,7 +891,7 @@ class Engine:
         fired = 0
         for loaded in list(self._active.get(ast.SCHEDULE_TRIGGER, ())):
             code = loaded.code
-            slot = schedules.latest_fire(code.schedule or {}, code.timezone, from_epoch(last[loaded.name]), until)
+            slot = calendar.latest_fire(code.schedule or {}, code.timezone, from_epoch(last[loaded.name]), until)
             if slot is None:
                 continue
             data = {"at": slot}

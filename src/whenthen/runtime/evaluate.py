@@ -6,11 +6,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from whenthen import values
 from whenthen.compiler.decls import Schema, TriggerSchema
 from whenthen.compiler.types import Type
 from whenthen.diagnostics import CompileError, Diagnostic, EventError, error
 from whenthen.grammar import ast
-from whenthen.runtime import values
 
 if TYPE_CHECKING:
     from whenthen.compiler.checker import CheckedExpr

@@ -17,8 +17,8 @@ from typing import Any
 from whenthen.compiler.code import Code, RuleCode
 from whenthen.compiler.opcodes import Opcode
 from whenthen.runtime import ops
-from whenthen.runtime.values import UTC, render
 from whenthen.runtime.vm import BINARY, FunctionContext, call_function, eval_filter
+from whenthen.values import UTC, render
 
 Filter = Callable[..., bool]
 

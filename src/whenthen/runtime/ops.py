@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from whenthen.diagnostics import RuntimeFailure
-from whenthen.runtime.values import type_name
+from whenthen.values import type_name
 
 # -- truth and tests
 

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from whenthen.calendar import from_epoch
 from whenthen.diagnostics import Diagnostic, EventError
-from whenthen.runtime.clock import SimulatedClock, format_datetime, from_epoch
+from whenthen.runtime.clock import SimulatedClock
 from whenthen.runtime.engine import Engine
 from whenthen.runtime.events import parse_event_line
+from whenthen.values import format_datetime
 
 MAX_RESUMES_WITHOUT_UNTIL = 100_000  # a self-feeding chain of waits would otherwise never end
 SUMMARY_KEYS = ("runs", "filtered", "completed", "waiting", "failed", "exited")

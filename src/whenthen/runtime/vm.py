@@ -17,8 +17,8 @@ from whenthen.compiler.code import BytecodeError, Code, RuleCode
 from whenthen.compiler.opcodes import Opcode
 from whenthen.diagnostics import RuntimeFailure
 from whenthen.runtime import ops
-from whenthen.runtime.values import UTC, UnstorableValue, normalize, pack, render, to_json, type_name, unpack
 from whenthen.stdlib.functions import FUNCTIONS, FunctionContext
+from whenthen.values import UTC, UnstorableValue, normalize, pack, render, to_json, type_name, unpack
 
 MAX_STEPS = 100_000  # instructions per activation
 MAX_EMIT_DEPTH = 32

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from whenthen import values
 from whenthen.compiler.decls import ActionSig, FunctionSig, ParamSig
-from whenthen.runtime import values
 
 HEADER = """\
 # The standard library

@@ -46,7 +46,7 @@ class Transports:
         if name == "send_email":
             return self.send_email(args, call)
         if name == "webhook":
-            from whenthen.runtime import values
+            from whenthen import values
 
             # event fields may hold datetimes and durations: sent as ISO text and seconds
             body = values.to_json(args.get("body"))
@@ -79,6 +79,6 @@ class Transports:
 
 
 def _outbox_row(name: str, args: dict[str, Any], call: ActionCall) -> OutboxRow:
-    from whenthen.runtime import values
+    from whenthen import values
 
     return name, json.dumps(values.to_json(args), ensure_ascii=False, separators=(",", ":")), call.at
