@@ -191,3 +191,43 @@ def test_malformed_call_descriptors_are_rejected_at_decode() -> None:
     consts[index] = ["log", "message"]  # names must be a list
     with pytest.raises(BytecodeError, match="bad argument"):
         RuleCode.from_data(data)
+
+
+# ----------------------------------------------------------------------------- trigger uses
+
+
+USES_RULE = """
+trigger order.placed { customer_id: str }
+trigger message.received { client_id: str }
+trigger ping.sent { n: int }
+rule "U" when order.placed exit when ping.sent then
+  wait for message.received where client_id = order.customer_id
+  emit ping.sent(n: 1)
+  emit ping.sent(n: 2)
+end
+"""
+
+
+def test_the_code_generator_records_how_a_rule_uses_triggers() -> None:
+    code = only_rule(USES_RULE)
+    assert code.uses == (("order.placed", "start"), ("ping.sent", "exit"),
+                         ("message.received", "await"), ("ping.sent", "emit"))
+    assert RuleCode.decode(code.encode()).uses == code.uses
+
+
+def test_a_blob_written_before_uses_were_stored_still_decodes() -> None:
+    # Databases of format 1 hold blobs without the "uses" key; their uses rows were stored then.
+    code = only_rule(USES_RULE)
+    data = code.to_data()
+    del data["uses"]
+    old = RuleCode.decode(MAGIC + struct.pack(">H", FORMAT_VERSION) + pack(data))
+    assert old.uses == ()
+    assert old.body == code.body and old.exits == code.exits
+
+
+@pytest.mark.parametrize("uses", [[["x", "sideways"]], [["x"]], "x", [[1, "emit"]]])
+def test_malformed_uses_are_corrupt_bytecode(uses) -> None:
+    data = only_rule(USES_RULE).to_data()
+    data["uses"] = uses
+    with pytest.raises(BytecodeError, match="bad trigger uses"):
+        RuleCode.decode(MAGIC + struct.pack(">H", FORMAT_VERSION) + pack(data))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import struct
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +15,7 @@ from whenthen.diagnostics import EventError
 from whenthen.runtime.clock import SimulatedClock
 from whenthen.runtime.engine import Engine, EngineError, RetryPolicy
 from whenthen.runtime.events import validate_event
+from whenthen.values import unpack
 
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
 
@@ -501,3 +503,44 @@ def test_ingest_commits_in_groups_and_a_crash_keeps_a_prefix(tmp_path):
     accepted, rejected = fresh.ingest(lines[4:])  # the rest of the file, once
     assert (accepted, rejected) == (4, [])
     assert len(fresh.runs(status="waiting")) == 7
+
+
+def test_a_database_with_blobs_stored_before_uses_keeps_working(tmp_path):
+    # Versions published before RuleCode carried `uses`: blobs without it, uses rows beside them.
+    import sqlite3
+
+    from whenthen.compiler.code import FORMAT_VERSION, MAGIC, RuleCode
+    from whenthen.runtime.engine import compiled_hash
+    from whenthen.values import pack
+
+    rules = """
+rule "U" when order.placed exit when ping.sent then
+  wait for message.received where client_id = order.customer_id
+  log(message: "got it")
+end
+"""
+    engine, clock = make(tmp_path, rules)
+    engine.close()
+    db = sqlite3.connect(tmp_path / "wt.db")
+    (blob,) = db.execute("SELECT bytecode FROM versions WHERE rule = 'U'").fetchone()
+    data = unpack(bytes(blob)[6:])
+    del data["uses"]
+    db.execute("UPDATE versions SET bytecode = ? WHERE rule = 'U'", (MAGIC + struct.pack(">H", FORMAT_VERSION)
+                                                                       + pack(data),))
+    db.commit()
+    db.close()
+
+    engine = Engine(tmp_path / "wt.db", clock)
+    assert [u["how"] for u in engine.uses("message.received")] == ["await"]
+    engine.emit("order.placed", {"customer_id": "c1"})
+    engine.emit("message.received", {"client_id": "c1", "thread": "t", "text": "hi"})
+    [run] = engine.runs()
+    assert run["status"] == "completed"
+    # The hash leaves `uses` out: the same rule hashes alike with and without it (as stored by
+    # older versions), so publishing it again adds no version.
+    program = compile_rules(SCHEMA + rules, engine.schema)
+    assert compiled_hash(RuleCode.from_data(data)) == compiled_hash(program.rules["U"])
+    [published] = engine.publish(program, author="test")
+    assert published.new_version is False
+    assert engine.revert("U", 1) == 2  # copies the uses rows of the old version
+    assert [(u["rule"], u["how"]) for u in engine.uses("ping.sent")] == [("U", "exit")]

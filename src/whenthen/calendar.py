@@ -23,6 +23,8 @@ from whenthen.values import format_datetime, format_duration, zone
 
 UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+# The trigger name every schedule rule starts on (its event has the field `at: datetime`).
+SCHEDULE_TRIGGER = "schedule.fired"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 # Naive slots skipped because they map to an instant already passed: at most the slots inside

@@ -20,6 +20,7 @@ MAGIC = b"WTBC"
 FORMAT_VERSION = 1
 _VERSION = struct.Struct(">H")
 _HEADER_SIZE = len(MAGIC) + _VERSION.size
+USE_KINDS = ("start", "exit", "await", "emit")  # how a rule uses a trigger (RuleCode.uses)
 
 
 class BytecodeError(WhenthenError):
@@ -189,7 +190,9 @@ class RuleCode:
     "time": "HH:MM"} | {"kind": "cron", "expr": "…"} | {"kind": "at", "when": datetime (UTC)}.
     `equalities` are the (start-event field, constant) pairs the filter requires (for the
     engine's index across rules). Line numbers are the file's; `first_line` is the line where
-    `source` starts.
+    `source` starts. `uses` are the (trigger, how) pairs the code generator found: how is
+    start, exit, await or emit (`whenthen uses`). Blobs written before `uses` was stored decode
+    with `uses` empty; their `uses` rows in the database were written at publish time.
     """
 
     name: str
@@ -203,6 +206,7 @@ class RuleCode:
     schedule: dict[str, Any] | None = None
     file: str = ""
     first_line: int = 1
+    uses: tuple[tuple[str, str], ...] = ()
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -217,6 +221,7 @@ class RuleCode:
             "schedule": self.schedule,
             "file": self.file,
             "first_line": self.first_line,
+            "uses": [[trigger, how] for trigger, how in self.uses],
         }
 
     @classmethod
@@ -236,6 +241,11 @@ class RuleCode:
             raise BytecodeError("corrupt bytecode: bad rule fields")
         if data["schedule"] is not None and not isinstance(data["schedule"], dict):
             raise BytecodeError("corrupt bytecode: bad schedule")
+        uses = data.get("uses", [])  # absent from blobs of format 1 written before it was stored
+        if not isinstance(uses, list) or not all(
+            isinstance(u, list) and len(u) == 2 and isinstance(u[0], str) and u[1] in USE_KINDS for u in uses
+        ):
+            raise BytecodeError("corrupt bytecode: bad trigger uses")
         return cls(
             name=data["name"],
             trigger=data["trigger"],
@@ -248,6 +258,7 @@ class RuleCode:
             schedule=data["schedule"],
             file=data["file"],
             first_line=data["first_line"],
+            uses=tuple((trigger, how) for trigger, how in uses),
         )
 
     def encode(self) -> bytes:

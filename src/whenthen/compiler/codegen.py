@@ -53,7 +53,20 @@ def compile_rule(program: CheckedProgram, info: RuleInfo) -> RuleCode:
         schedule=_schedule_data(info),
         file=info.file,
         first_line=rule.span.line,
+        uses=uses_of(info),
     )
+
+
+def uses_of(info: RuleInfo) -> tuple[tuple[str, str], ...]:
+    """The (trigger, how) pairs of a rule: how is start, exit, await or emit; first use first."""
+    pairs = [(info.trigger, "start")]
+    pairs += [(clause.trigger.name, "exit") for clause in info.rule.exits]
+    for node in ast.walk(info.rule.body):
+        if isinstance(node, ast.WaitFor):
+            pairs.append((node.trigger, "await"))
+        elif isinstance(node, ast.Emit):
+            pairs.append((node.trigger, "emit"))
+    return tuple(dict.fromkeys(pairs))
 
 
 def compile_expression(

@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 from dataclasses import dataclass, field
 
+from whenthen.calendar import SCHEDULE_TRIGGER as _SCHEDULE_TRIGGER
 from whenthen.diagnostics import NO_SPAN, Span
 
 _ids = itertools.count(1)
@@ -328,8 +329,9 @@ class At(Node):
 
 Schedule = Every | EveryAt | Cron | At
 
-# The trigger name every schedule rule starts on (its event has the field `at: datetime`).
-SCHEDULE_TRIGGER = "schedule.fired"
+# The trigger name every schedule rule starts on: defined in calendar.py, below every stage,
+# so the runtime names it without importing the AST.
+SCHEDULE_TRIGGER = _SCHEDULE_TRIGGER
 
 
 # ----------------------------------------------------------------------------- declarations and rules

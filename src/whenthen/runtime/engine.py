@@ -19,15 +19,14 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from whenthen import calendar, values
-from whenthen.calendar import epoch, from_epoch
+from whenthen.calendar import SCHEDULE_TRIGGER, epoch, from_epoch
 from whenthen.compiler.code import BytecodeError, RuleCode
 from whenthen.compiler.decls import ActionSig, ParamSig, Schema, TriggerSchema
 from whenthen.compiler.types import Type
 from whenthen.diagnostics import EventError, WhenthenError
-from whenthen.grammar import ast
 from whenthen.runtime import vm
 from whenthen.runtime.clock import Clock, RealClock
 from whenthen.runtime.events import coerce_value, lookup_trigger, type_from_data, type_to_data, validate_event
@@ -36,6 +35,9 @@ from whenthen.stdlib.config import StdlibConfig
 from whenthen.stdlib.errors import PermanentActionError
 from whenthen.stdlib.transports import ActionCall, Transports
 from whenthen.values import format_datetime
+
+if TYPE_CHECKING:
+    from whenthen.api import Program, SourceOrPaths
 
 MAX_EMIT_DEPTH = vm.MAX_EMIT_DEPTH
 ENDED = ("completed", "failed", "exited")
@@ -298,7 +300,7 @@ class Engine:
                 active[trigger].append(loaded)
         self._active = dict(active)
         self._starts = {trigger: _TriggerRules.build(rules) for trigger, rules in active.items()
-                        if trigger != ast.SCHEDULE_TRIGGER}
+                        if trigger != SCHEDULE_TRIGGER}
         for group in self._starts.values():
             self.store.save_active_set(group.set_id, [(r.name, r.version) for r in group.rules])
         self._generation = generation
@@ -325,9 +327,12 @@ class Engine:
 
     # ------------------------------------------------------------------ versions
 
-    def publish(self, program: Any, author: str | None = None, enable: bool = False) -> list[Published]:
+    def publish(self, program: Program | SourceOrPaths, author: str | None = None, enable: bool = False
+                ) -> list[Published]:
         """Store a new version of each rule whose compiled form changed. New rules start paused
-        unless `enable`; an existing rule keeps its state (or becomes active with `enable`)."""
+        unless `enable`; an existing rule keeps its state (or becomes active with `enable`).
+        A compiled Program carries everything stored (bytecode and its trigger uses); source is
+        compiled against this database's declarations first."""
         from whenthen.api import Program, compile
 
         if not isinstance(program, Program):
@@ -339,7 +344,6 @@ class Engine:
         for name, sig in program.schema.actions.items():
             if sig.origin == "program":
                 self.store.save_decl("action", name, action_to_data(sig))
-        uses = _uses_of(program.checked)
         report = []
         for name, code in program.rules.items():
             blob = code.encode()
@@ -357,7 +361,7 @@ class Engine:
                     continue
             number = self.store.add_version(name, code.source, blob, digest, author, at, code.trigger,
                                             "active" if enable else "paused")
-            self.store.save_uses(name, number, uses.get(name, []))
+            self.store.save_uses(name, number, list(code.uses))
             if enable:
                 self.store.set_state(name, "active")
             state = self.store.rule(name)["state"]  # type: ignore[index]
@@ -378,7 +382,7 @@ class Engine:
 
     def enable(self, rule: str) -> None:
         found = self._rule_or_fail(rule)
-        if found["trigger"] == ast.SCHEDULE_TRIGGER and found["state"] != "active":
+        if found["trigger"] == SCHEDULE_TRIGGER and found["state"] != "active":
             self.store.arm_schedule(rule, epoch(self.clock.now()))  # slots while paused are not owed
         self.store.set_state(rule, "active")
 
@@ -413,7 +417,7 @@ class Engine:
                         "runs": sum(runs.values()), **{s: runs.get(s, 0) for s in
                                                        ("running", "waiting", "completed", "failed", "exited")},
                         "filtered": filtered.get(r["name"], 0)})
-            if r["trigger"] == ast.SCHEDULE_TRIGGER:
+            if r["trigger"] == SCHEDULE_TRIGGER:
                 out[-1].update(self._schedule_view(r["name"], r["version"], r["state"]))
         return out
 
@@ -591,7 +595,7 @@ class Engine:
             self._try_resume(run_id, event, now)
         filtered: dict[tuple[str, int], int] = defaultdict(int)
         seen = None
-        if trigger == ast.SCHEDULE_TRIGGER:
+        if trigger == SCHEDULE_TRIGGER:
             target = self.store.schedule_rule(event.event_id)
             for loaded in self._active.get(trigger, ()):
                 if loaded.name != target:
@@ -875,7 +879,7 @@ class Engine:
         the clock to it); None when no schedule will fire."""
         last = self._schedule_slots()
         found = []
-        for loaded in self._active.get(ast.SCHEDULE_TRIGGER, ()):
+        for loaded in self._active.get(SCHEDULE_TRIGGER, ()):
             slot = calendar.next_fire(loaded.code.schedule or {}, loaded.code.timezone, from_epoch(last[loaded.name]))
             if slot is not None:
                 found.append(slot)
@@ -889,18 +893,18 @@ class Engine:
         until = until or now
         last = self._schedule_slots()
         fired = 0
-        for loaded in list(self._active.get(ast.SCHEDULE_TRIGGER, ())):
+        for loaded in list(self._active.get(SCHEDULE_TRIGGER, ())):
             code = loaded.code
             slot = calendar.latest_fire(code.schedule or {}, code.timezone, from_epoch(last[loaded.name]), until)
             if slot is None:
                 continue
             data = {"at": slot}
-            event_id = self.store.claim_schedule_slot(loaded.name, epoch(slot), ast.SCHEDULE_TRIGGER,
+            event_id = self.store.claim_schedule_slot(loaded.name, epoch(slot), SCHEDULE_TRIGGER,
                                                       _dumps(values.to_json(data)), format_datetime(now), self.owner,
                                                       time.time() + self.lease_seconds)
             if event_id is None:  # another worker fired it
                 continue
-            self._process(_Queued(event_id, ast.SCHEDULE_TRIGGER, data, 0))
+            self._process(_Queued(event_id, SCHEDULE_TRIGGER, data, 0))
             self._drain()
             fired += 1
         return fired
@@ -910,7 +914,7 @@ class Engine:
         rule while active) is owed nothing before now."""
         self._refresh()
         last = self.store.schedule_slots()
-        for loaded in self._active.get(ast.SCHEDULE_TRIGGER, ()):
+        for loaded in self._active.get(SCHEDULE_TRIGGER, ()):
             if loaded.name not in last:
                 self.store.arm_schedule(loaded.name, epoch(self.clock.now()))
                 last[loaded.name] = epoch(self.clock.now())
@@ -986,6 +990,7 @@ def compiled_hash(code: RuleCode) -> str:
     """The identity of a rule's compiled form: its bytecode without the file path it came from."""
     data = code.to_data()
     data.pop("file", None)
+    data.pop("uses", None)  # derived from the body; leaving it out keeps the hashes stored before it was
     return hashlib.sha256(values.pack(data)).hexdigest()
 
 
@@ -1073,21 +1078,6 @@ def _step_view(row: dict[str, Any]) -> dict[str, Any]:
     elif row["data"]:
         view.update(json.loads(row["data"]))
     return view
-
-
-def _uses_of(checked: Any) -> dict[str, list[tuple[str, str]]]:
-    """For each rule: (trigger, how) pairs — start, exit, await, emit — read from the checked AST."""
-    found: dict[str, list[tuple[str, str]]] = {}
-    for info in checked.rules:
-        pairs = [(info.trigger, "start")]
-        pairs += [(clause.trigger.name, "exit") for clause in info.rule.exits]
-        for node in ast.walk(info.rule.body):
-            if isinstance(node, ast.WaitFor):
-                pairs.append((node.trigger, "await"))
-            elif isinstance(node, ast.Emit):
-                pairs.append((node.trigger, "emit"))
-        found[info.name] = list(dict.fromkeys(pairs))
-    return found
 
 
 # ----------------------------------------------------------------------------- action declarations

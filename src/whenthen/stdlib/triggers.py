@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from whenthen.calendar import SCHEDULE_TRIGGER
 from whenthen.compiler.decls import TriggerSchema
 from whenthen.compiler.types import DATETIME, STR, object_of
-from whenthen.grammar.ast import SCHEDULE_TRIGGER
 
 TRIGGERS: dict[str, TriggerSchema] = {
     schema.name: schema
