@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from whenthen.api import compile as compile_rules  # noqa: E402
 from whenthen.runtime.clock import SimulatedClock  # noqa: E402
 from whenthen.runtime.engine import Engine  # noqa: E402
+from whenthen.runtime.store import inspect  # noqa: E402
 
 T0 = dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC)
 
@@ -82,7 +83,7 @@ def bench_emit(tmp: Path, n: int) -> None:
     ingest_s = time.perf_counter() - start
     assert accepted == n and not rejected
 
-    frame = engine.store.query("SELECT frame FROM runs LIMIT 1")[0][0]
+    frame = inspect.first_blob(engine.store, "runs", "frame")
     raw_s = raw_sqlite(tmp / "raw.db", events, frame)
     raw_batched_s = raw_sqlite(tmp / "raw_batched.db", events, frame, commit_every=100)
     floor_s = engine_rows_sqlite(tmp / "floor.db", events, frame)
@@ -132,7 +133,7 @@ def engine_rows_sqlite(path: Path, events: list[dict], frame: bytes) -> float:
     """The floor for emit: raw sqlite3 writing the rows emit writes (event, run, its `wait` trace
     step, the event counted against the trigger's rules) in the engine's own schema, with its
     indexes, one commit per event; no validation, no VM, no encoding of the frame."""
-    from whenthen.runtime.store import _TABLES
+    from whenthen.runtime.store.schema import _TABLES
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")

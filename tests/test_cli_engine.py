@@ -172,6 +172,16 @@ def test_simulate_command_formats_and_exit_status(tmp_path):
     assert wt(tmp_path, "simulate", "rules.rules", "--events", "nope.jsonl").returncode == 2
 
 
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has installed a handler for `signum` (SigCgt in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:")), 0)
+    return bool(caught & (1 << (signum - 1)))
+
+
 def test_worker_stops_cleanly_on_sigterm(published):
     import signal
     import time
@@ -180,7 +190,10 @@ def test_worker_stops_cleanly_on_sigterm(published):
     env = {k: v for k, v in os.environ.items() if k not in ("WHENTHEN_DB", "WHENTHEN_NOW")}
     proc = subprocess.Popen([sys.executable, "-m", "whenthen", "--db", str(t / "wt.db"), "worker", "--idle", "0.05"],
                             cwd=t, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    # under load the interpreter can take seconds to start: signal once SIGTERM is caught (Linux)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _catches(proc.pid, signal.SIGTERM):
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0

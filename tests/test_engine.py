@@ -15,6 +15,7 @@ from whenthen.diagnostics import EventError
 from whenthen.runtime.clock import SimulatedClock
 from whenthen.runtime.engine import Engine, EngineError, RetryPolicy
 from whenthen.runtime.events import validate_event
+from whenthen.runtime.store import inspect
 from whenthen.values import unpack
 
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
@@ -101,7 +102,7 @@ end
     messages = {r["id"]: [s["args"]["message"] for s in action_steps(engine, r["id"])] for r in engine.runs()}
     assert sorted(messages.values()) == [["got thanks"], ["none B"]]
     # the lookup went through the index: a registration per waiting run, removed when resumed
-    assert engine.store.query("SELECT count(*) FROM waits")[0][0] == 0
+    assert inspect.count(engine.store, "waits") == 0
 
 
 def test_exit_beats_a_matching_wait_for(tmp_path):
@@ -328,13 +329,13 @@ rule "A" when ping.sent then wait 1h; log(message: 'a')
 rule "B" when ping.sent then wait for message.received; log(message: 'b')
 """)
     engine.emit("ping.sent", {"n": 1})
-    engine.store.query("UPDATE runs SET frame = x'00ff'")
+    inspect.overwrite_blobs(engine.store, "runs", "frame", b"\x00\xff")
     engine.emit("message.received", {"client_id": "c", "thread": "t", "text": "x"})  # skips B, no crash
     assert advance(engine, clock, dt.timedelta(hours=2)) == 1
     statuses = {r["rule"]: (r["status"], r.get("error", "")) for r in engine.runs()}
     assert statuses["A"][0] == "failed" and "corrupt run snapshot" in statuses["A"][1]
     assert statuses["B"][0] == "waiting"
-    engine.store.query("UPDATE versions SET bytecode = x'0102'")
+    inspect.overwrite_blobs(engine.store, "versions", "bytecode", b"\x01\x02")
     fresh = Engine(tmp_path / "wt.db", clock)
     fresh.emit("ping.sent", {"n": 2})  # the unreadable versions start nothing; the event is kept
     assert len(fresh.runs()) == 2 and fresh.events()[-1]["status"] == "processed"

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from whenthen.runtime.store import LeaseLost, Store, StoreError
+from whenthen.runtime.store import LeaseLost, StoreError, inspect
+from whenthen.runtime.store import SQLiteStore as Store
 
 
 def new_run(store: Store, event_id: int = 1, owner: str = "w1", lease: float = 60.0):
@@ -18,7 +19,7 @@ def new_run(store: Store, event_id: int = 1, owner: str = "w1", lease: float = 6
 def test_file_database_uses_wal_and_survives_reopening(tmp_path):
     path = tmp_path / "s.db"
     store = Store(str(path))
-    assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+    assert inspect.journal_mode(store) == "wal"
     store.add_version("R", "src", b"code", "h1", "me", "t0", "a.b", "paused")
     store.close()
     again = Store(str(path))

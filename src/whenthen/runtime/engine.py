@@ -30,7 +30,7 @@ from whenthen.diagnostics import EventError, WhenthenError
 from whenthen.runtime import vm
 from whenthen.runtime.clock import Clock, RealClock
 from whenthen.runtime.events import coerce_value, lookup_trigger, type_from_data, type_to_data, validate_event
-from whenthen.runtime.store import LeaseLost, RunRow, Store
+from whenthen.runtime.store import LeaseLost, RunRow, open_store
 from whenthen.stdlib.config import StdlibConfig
 from whenthen.stdlib.errors import PermanentActionError
 from whenthen.stdlib.transports import ActionCall, Transports
@@ -203,7 +203,7 @@ class Engine:
         # db; a dry run (simulate, the REPL) calls no transport, so it reads no settings
         self.config = config if config is not None else StdlibConfig() if dry_run else StdlibConfig.load(db=db)
         self.transports = Transports(self.config)
-        self.store = Store(str(db))
+        self.store = open_store(db)
         self.clock: Clock = clock or RealClock()
         self.retry = retry or RetryPolicy()
         self.lease_seconds = lease_seconds
@@ -399,8 +399,7 @@ class Engine:
         at = format_datetime(self.clock.now())
         number = self.store.add_version(rule, old["source"], old["bytecode"], old["hash"],
                                         author or f"revert to {version}", at, old["trigger"], current["state"])
-        uses = self.store.query("SELECT trigger, how FROM uses WHERE rule = ? AND version = ?", (rule, version))
-        self.store.save_uses(rule, number, [(t, h) for t, h in uses])
+        self.store.save_uses(rule, number, self.store.version_uses(rule, version))
         return number
 
     def versions(self, rule: str) -> list[dict[str, Any]]:
@@ -550,8 +549,7 @@ class Engine:
                 try:
                     typed = validate_event(lookup_trigger(self._triggers, trigger), json.loads(data))
                 except (EventError, ValueError) as exc:
-                    self.store.query("UPDATE events SET status = 'rejected', error = ? WHERE id = ?",
-                                     (str(exc), event_id))
+                    self.store.reject_event(event_id, str(exc))
                     continue
                 self._process(_Queued(event_id, trigger, typed, depth))
                 self._drain()

@@ -324,12 +324,12 @@ def program_rules(paths: list[str]) -> list[tuple[str, ast.Rule]]:
 def published_rule(db: str, name: str) -> ast.Rule | None:
     """The current version of rule `name` in the database `db`, parsed from its stored source."""
     from whenthen.grammar.parser import parse
-    from whenthen.runtime.store import Store
+    from whenthen.runtime.store import is_url, open_store
     from whenthen.source import Source
 
-    if not Path(db).is_file():
+    if not is_url(db) and not Path(db).is_file():
         return None
-    store = Store(db)
+    store = open_store(db)
     try:
         row = store.rule(name)
         version = store.version(name, row["version"]) if row else None

@@ -1,4 +1,4 @@
-"""The engine's SQLite store (through sqlite-utils, WAL): rules, versions, events, runs, journal, indexes.
+"""The engine's store on one SQLite file (WAL): rules, versions, events, runs, journal, indexes.
 
 Every write that advances a run is fenced: it names the run's `fence` counter read when the run
 was claimed, and fails with `LeaseLost` when another worker has claimed the run since. Times
@@ -13,89 +13,10 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-from whenthen.diagnostics import WhenthenError
-
-SCHEMA_VERSION = 1
-
-_TABLES = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS rules (
-  name TEXT PRIMARY KEY, state TEXT NOT NULL, version INTEGER NOT NULL, trigger TEXT NOT NULL,
-  created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS versions (
-  rule TEXT NOT NULL, version INTEGER NOT NULL, source TEXT NOT NULL, bytecode BLOB NOT NULL,
-  hash TEXT NOT NULL, author TEXT, created_at TEXT NOT NULL, trigger TEXT NOT NULL,
-  PRIMARY KEY (rule, version));
-CREATE TABLE IF NOT EXISTS uses (
-  rule TEXT NOT NULL, version INTEGER NOT NULL, trigger TEXT NOT NULL, how TEXT NOT NULL,
-  PRIMARY KEY (rule, version, trigger, how));
-CREATE TABLE IF NOT EXISTS decls (kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
-  PRIMARY KEY (kind, name));
-CREATE TABLE IF NOT EXISTS events (
-  id INTEGER PRIMARY KEY, trigger TEXT, data TEXT, at TEXT NOT NULL, status TEXT NOT NULL,
-  error TEXT, depth INTEGER NOT NULL DEFAULT 0, origin TEXT NOT NULL DEFAULT 'external',
-  parent_run INTEGER, lease_owner TEXT, lease_expires REAL);
-CREATE INDEX IF NOT EXISTS events_pending ON events (status) WHERE status IN ('pending', 'processing');
-CREATE TABLE IF NOT EXISTS runs (
-  id INTEGER PRIMARY KEY, rule TEXT NOT NULL, version INTEGER NOT NULL, event_id INTEGER,
-  status TEXT NOT NULL, frame BLOB, deadline REAL, wait_trigger TEXT, resume_event INTEGER,
-  depth INTEGER NOT NULL DEFAULT 0, started_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-  error TEXT, lease_owner TEXT, lease_expires REAL, fence INTEGER NOT NULL DEFAULT 0,
-  activation INTEGER NOT NULL DEFAULT 0, UNIQUE (event_id, rule));
-CREATE INDEX IF NOT EXISTS runs_due ON runs (deadline, id) WHERE status IN ('running', 'waiting');
-CREATE INDEX IF NOT EXISTS runs_rule ON runs (rule, status);
-CREATE TABLE IF NOT EXISTS steps (
-  run_id INTEGER NOT NULL, activation INTEGER NOT NULL, ordinal INTEGER NOT NULL,
-  attempt INTEGER NOT NULL DEFAULT 0, at TEXT NOT NULL, kind TEXT NOT NULL, action TEXT,
-  step INTEGER, idem_key TEXT UNIQUE, status TEXT, args TEXT, result BLOB, error TEXT, data TEXT,
-  PRIMARY KEY (run_id, activation, ordinal, attempt));
-CREATE INDEX IF NOT EXISTS steps_action ON steps (run_id, step) WHERE step IS NOT NULL;
-CREATE TABLE IF NOT EXISTS waits (
-  run_id INTEGER NOT NULL, kind TEXT NOT NULL, clause INTEGER NOT NULL, trigger TEXT NOT NULL,
-  field TEXT, value TEXT);
-CREATE INDEX IF NOT EXISTS waits_lookup ON waits (trigger, kind, field, value);
-CREATE INDEX IF NOT EXISTS waits_run ON waits (run_id);
-CREATE TABLE IF NOT EXISTS wait_fields (trigger TEXT NOT NULL, kind TEXT NOT NULL, field TEXT NOT NULL,
-  PRIMARY KEY (trigger, kind, field));
-CREATE TABLE IF NOT EXISTS counters (rule TEXT NOT NULL, version INTEGER NOT NULL,
-  filtered INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rule, version));
-CREATE TABLE IF NOT EXISTS active_sets (set_id TEXT NOT NULL, rule TEXT NOT NULL, version INTEGER NOT NULL,
-  PRIMARY KEY (set_id, rule, version));
-CREATE TABLE IF NOT EXISTS trigger_seen (trigger TEXT NOT NULL, set_id TEXT NOT NULL,
-  n INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (trigger, set_id));
-CREATE TABLE IF NOT EXISTS outbox (
-  id INTEGER PRIMARY KEY, run_id INTEGER, action TEXT NOT NULL, args TEXT NOT NULL,
-  idem_key TEXT UNIQUE, created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS schedules (
-  rule TEXT PRIMARY KEY, last_slot REAL NOT NULL, event_id INTEGER);
-"""
-
-
-class StoreError(WhenthenError):
-    """The database cannot be opened or is not a whenthen database."""
-
-
-class LeaseLost(WhenthenError):
-    """Another worker claimed this run (or event) since we did: stop advancing it."""
-
-
-@dataclass
-class RunRow:
-    id: int
-    rule: str
-    version: int
-    event_id: int | None
-    status: str
-    frame: bytes | None
-    deadline: float | None
-    resume_event: int | None
-    depth: int
-    fence: int
-    activation: int
-
+from whenthen.runtime.store.protocol import LeaseLost, RunRow, StoreError
+from whenthen.runtime.store.schema import _TABLES, SCHEMA_VERSION
 
 _RUN_COLS = "id, rule, version, event_id, status, frame, deadline, resume_event, depth, fence, activation"
 
@@ -106,7 +27,7 @@ class _Transaction:
 
     __slots__ = ("store", "savepoint", "kind", "name")
 
-    def __init__(self, store: Store, savepoint: bool):
+    def __init__(self, store: SQLiteStore, savepoint: bool):
         self.store = store
         self.savepoint = savepoint
 
@@ -157,7 +78,7 @@ class _Transaction:
             store._lock.release()
 
 
-class Store:
+class SQLiteStore:
     """One SQLite database. Not shared between threads; each process opens its own."""
 
     def __init__(self, path: str = ":memory:"):
@@ -180,16 +101,6 @@ class Store:
         self._in_batch = False  # inside a batch that joined a group
         # Events written as `processed` before their dispatch ends (`open_event`): id -> lease.
         self._unfinished: dict[int, tuple[str, float]] = {}
-
-    @property
-    def db(self):  # -> sqlite_utils.Database
-        """The same connection through sqlite-utils, for inspection (`store.db["runs"].count`).
-
-        Imported on first use: sqlite-utils pulls in numpy when it is installed (~180 ms), which
-        every short-lived CLI command would otherwise pay."""
-        import sqlite_utils
-
-        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -249,9 +160,6 @@ class Store:
                 "UPDATE events SET status = 'processing', lease_owner = ?, lease_expires = ? WHERE id = ?",
                 [(owner, expires, event_id) for event_id, (owner, expires) in self._unfinished.items()])
             self._unfinished.clear()
-
-    def query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(sql, params).fetchall()
 
     # ------------------------------------------------------------------ rules and versions
 
@@ -356,6 +264,12 @@ class Store:
             c.executemany("INSERT OR IGNORE INTO uses VALUES (?, ?, ?, ?)",
                           [(rule, version, trigger, how) for trigger, how in uses])
 
+    def version_uses(self, rule: str, version: int) -> list[tuple[str, str]]:
+        """The (trigger, how) pairs stored for one version (`revert` copies them)."""
+        rows = self.conn.execute("SELECT trigger, how FROM uses WHERE rule = ? AND version = ? ORDER BY trigger, how",
+                                 (rule, version))
+        return [(t, h) for t, h in rows]
+
     def uses(self, trigger: str) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT u.rule, u.version, u.how, r.state FROM uses u JOIN rules r "
@@ -442,6 +356,11 @@ class Store:
                 c.execute("INSERT INTO trigger_seen (trigger, set_id, n) VALUES (?, ?, 1) ON CONFLICT (trigger, set_id) "
                           "DO UPDATE SET n = n + 1", seen)
             return True
+
+    def reject_event(self, event_id: int, error: str) -> None:
+        """A claimed event whose payload no longer validates: `rejected`, with the reason."""
+        with self.transaction(savepoint=False) as c:  # one statement
+            c.execute("UPDATE events SET status = 'rejected', error = ? WHERE id = ?", (error, event_id))
 
     def event(self, event_id: int) -> dict[str, Any] | None:
         row = self.conn.execute(

@@ -1,0 +1,22 @@
+"""The engine's storage: `open_store` picks the backend for a path or URL (see protocol.py)."""
+
+from __future__ import annotations
+
+import os
+
+from whenthen.runtime.store.protocol import LeaseLost, RunRow, Store, StoreError
+from whenthen.runtime.store.sqlite import SQLiteStore
+
+__all__ = ["LeaseLost", "RunRow", "SQLiteStore", "Store", "StoreError", "is_url", "open_store"]
+
+
+def is_url(target: str | os.PathLike[str]) -> bool:
+    """Whether a --db value names a PostgreSQL server rather than a SQLite file."""
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def open_store(target: str | os.PathLike[str] = ":memory:") -> Store:
+    """The store for a SQLite path (`":memory:"` included) or a `postgresql://` URL."""
+    if is_url(target):
+        raise StoreError(f"cannot open database {str(target)!r}: PostgreSQL is not available in this build")
+    return SQLiteStore(str(target))
