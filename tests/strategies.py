@@ -102,9 +102,16 @@ templates = st.lists(
 ).map(lambda parts: ast.Template(_normal_parts(parts)))
 
 
+def _extend_with_objects(children: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Expr]:
+    """As _extend, plus object literals (not inside templates: there `}` ends the expression)."""
+    fields = st.lists(st.builds(ast.ObjField, soft_names, children), max_size=3,
+                      unique_by=lambda f: f.name)
+    return st.one_of(_extend(children), fields.map(lambda fs: ast.ObjectLit(tuple(fs))))
+
+
 def exprs() -> st.SearchStrategy[ast.Expr]:
     leaves = st.one_of(literals(), names.map(ast.Name), templates)
-    return st.recursive(leaves, _extend, max_leaves=10)
+    return st.recursive(leaves, _extend_with_objects, max_leaves=10)
 
 
 def conditions() -> st.SearchStrategy[ast.Expr]:
@@ -138,6 +145,7 @@ _simple_statements = st.one_of(
     _wait_fors,
     st.builds(ast.Emit, trigger_names, _args()),
     st.just(ast.Stop()),
+    st.just(ast.Break()),
 )
 
 
@@ -154,6 +162,8 @@ def _compound(stmts: st.SearchStrategy[ast.Stmt]) -> st.SearchStrategy[ast.Stmt]
                      max_size=3).map(tuple),
             else_block,
         ),
+        st.builds(ast.Repeat, exprs(), block),
+        st.builds(ast.For, names, exprs(), block),
     )
 
 

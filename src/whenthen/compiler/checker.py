@@ -183,6 +183,7 @@ class _Scope:
         self.clause_name: str | None = None
         self.clause_unknown = False
         self.lets_visible = True
+        self.loops = 0  # enclosing repeat/for loops: `break` needs one
 
     def child(self) -> _Scope:
         """A nested block: same names, plus its own lets."""
@@ -269,6 +270,7 @@ class _Checker:
             ast.DateLit: lambda e, s: DATE,
             ast.DateTimeLit: lambda e, s: DATETIME,
             ast.ListLit: self._list,
+            ast.ObjectLit: self._object,
             ast.Name: self._name,
             ast.Attr: self._attr,
             ast.Call: lambda e, s: self.call(e, s, action_ok=False),
@@ -471,7 +473,7 @@ class _Checker:
                 self.diags.append(warning(stmt.span, "W201", msg.unreachable()))
                 warned = True
             self.statement(stmt, scope)
-            stopped = stopped or isinstance(stmt, ast.Stop)
+            stopped = stopped or isinstance(stmt, (ast.Stop, ast.Break))
 
     def statement(self, stmt: ast.Stmt, scope: _Scope) -> None:
         if isinstance(stmt, ast.CallStmt):
@@ -498,17 +500,36 @@ class _Checker:
             self.switch(stmt, scope)
         elif isinstance(stmt, ast.Emit):
             self.emit(stmt, scope)
+        elif isinstance(stmt, ast.Repeat):
+            got = self.expr(stmt.count, scope)
+            if not (_is(got, "int") or got.kind == "null"):
+                self.err(stmt.count.span, "E103", msg.repeat_not_int(got))
+            self.loop_body(stmt.body, scope, None)
+        elif isinstance(stmt, ast.For):
+            got = self.expr(stmt.items, scope)
+            if got.kind in ("any", "json", "null"):
+                item = got if got.kind != "null" else ANY
+            elif got.base.kind == "list":
+                item = got.base.item or ANY
+            else:
+                self.err(stmt.items.span, "E103", msg.for_not_list(got))
+                item = ANY
+            self.loop_body(stmt.body, scope, (stmt.name, _pick(stmt.name_span, stmt.span), item))
+        elif isinstance(stmt, ast.Break):
+            if scope.loops == 0:
+                self.err(stmt.span, "E001", msg.break_outside_loop())
 
-    def let(self, stmt: ast.Let, scope: _Scope) -> None:
-        value = stmt.value
-        if isinstance(value, ast.WaitFor):
-            type_ = self.wait_for(value, scope)
-        elif isinstance(value, ast.Call):
-            type_ = self.call(value, scope, action_ok=True)
-        else:
-            type_ = self.expr(value, scope)
-        span = _pick(stmt.name_span, stmt.span)
-        name = stmt.name
+    def loop_body(self, body: Sequence[ast.Stmt], outer: _Scope,
+                  bound: tuple[str, Span, Type] | None) -> None:
+        """A loop's block: `break` is allowed in it, and a `for` binds its name there (SPEC 2.5)."""
+        scope = outer.child()
+        scope.loops = outer.loops + 1
+        if bound is not None:
+            self.bind(bound[0], bound[1], bound[2], scope)
+        self.block(body, scope)
+
+    def bind(self, name: str, span: Span, type_: Type, scope: _Scope) -> None:
+        """Define a `let` or `for` name, unless it reuses a field, an alias or a `let` (E111)."""
         if scope.start is not None and scope.start.type.field(name) is not None:
             self.err(span, "E111", msg.let_reuses_field(name, scope.start_name or ""))
             return  # later uses keep meaning the field: one mistake, one diagnostic
@@ -518,6 +539,16 @@ class _Checker:
         if scope.let(name) is not None:
             self.err(span, "E111", msg.let_reuses_let(name))
         scope.define(name, type_)
+
+    def let(self, stmt: ast.Let, scope: _Scope) -> None:
+        value = stmt.value
+        if isinstance(value, ast.WaitFor):
+            type_ = self.wait_for(value, scope)
+        elif isinstance(value, ast.Call):
+            type_ = self.call(value, scope, action_ok=True)
+        else:
+            type_ = self.expr(value, scope)
+        self.bind(stmt.name, _pick(stmt.name_span, stmt.span), type_, scope)
 
     def wait_for(self, stmt: ast.WaitFor, scope: _Scope) -> Type:
         """Check a `wait for`; its value's type (the awaited event, null after `within`)."""
@@ -672,8 +703,29 @@ class _Checker:
                     if not assignable(item_type, target.item):
                         self.err(item.span, "E103", mismatch())
             return
+        if target.kind == "object" and isinstance(expr, ast.ObjectLit):
+            self.object_fits(expr, target, mismatch)
+            return
         if not assignable(got, want):
             self.err(expr.span, "E103", mismatch())
+
+    def object_fits(self, expr: ast.ObjectLit, target: Type, mismatch: Callable[[], str]) -> None:
+        """An object literal given for a nested object type: each key must be a field (E105),
+        each value fit its field (E103), each required field be given (E106) — SPEC 2.3."""
+        given: set[str] = set()
+        owner = str(target)
+        for f in expr.fields:
+            want = target.field(f.name)
+            if want is None:
+                self.err(f.span, "E105", msg.unknown_object_key(f.name, owner, target.field_names))
+                continue
+            given.add(f.name)
+            got = self.types.get(f.value.id, ANY)
+            self.fits(f.value, got, want,
+                      lambda n=f.name, w=want, g=got: msg.object_field_type(n, w, g))
+        missing = [name for name, ftype in target.fields if not ftype.optional and name not in given]
+        if missing:
+            self.err(expr.span, "E106", msg.missing_object_fields(missing, owner))
 
     def enum_literal(self, enum: Type, expr: object) -> bool:
         """When `enum` is an enumeration and `expr` a string literal: E107 unless it is one of the
@@ -729,6 +781,18 @@ class _Checker:
         if item is not None and item.kind == "enum":
             item = STR.as_optional(item.optional)  # literals in a list are plain strings
         return list_of(item if item is not None else ANY)
+
+    def _object(self, expr: ast.ObjectLit, scope: _Scope) -> Type:
+        fields: dict[str, Type] = {}
+        for f in expr.fields:
+            got = self.expr(f.value, scope)
+            if f.name in fields:
+                self.err(f.span, "E110", msg.duplicate_key(f.name))
+                continue
+            if got.kind == "enum":
+                got = STR.as_optional(got.optional)  # a literal in an object is a plain string
+            fields[f.name] = got
+        return object_of(fields)
 
     def _name(self, expr: ast.Name, scope: _Scope) -> Type:
         name = expr.name
@@ -1017,6 +1081,8 @@ def _literal_value(expr: object, tz: str) -> Any:
         return value if value.tzinfo is not None else value.replace(tzinfo=zoneinfo.ZoneInfo(tz))
     if isinstance(expr, ast.ListLit):
         return [_literal_value(item, tz) for item in expr.items]
+    if isinstance(expr, ast.ObjectLit):
+        return {f.name: _literal_value(f.value, tz) for f in expr.fields}
     if isinstance(expr, ast.Unary) and expr.op == "-" and isinstance(expr.operand, (ast.IntLit, ast.FloatLit)):
         return -expr.operand.value
     raise ValueError("not a literal")

@@ -140,6 +140,8 @@ def _descriptor_ok(op: Opcode, const: Any, code_count: int) -> bool:
                 and isinstance(const[2], bool) and _str_list(const[3]))
     if op is Opcode.BRANCH:
         return isinstance(const, str)
+    if op is Opcode.BUILD_OBJECT:
+        return _str_list(const)
     return True
 
 

@@ -236,6 +236,8 @@ class _Builder:
         self.codes: list[Code] = []
         # the position of the statement being compiled, given to its first instruction
         self.statement_span: Span | None = None
+        # per enclosing loop, innermost last: the jumps its `break`s make to its end
+        self.breaks: list[list[int]] = []
 
     def build(self) -> Code:
         return Code(self.name, tuple(self.instrs), tuple(self.consts), tuple(self.names),
@@ -316,8 +318,33 @@ class _Builder:
             self.emit(Opcode.EMIT, k, span)
         elif isinstance(stmt, ast.Stop):
             self.emit(Opcode.HALT, 0, span)
+        elif isinstance(stmt, ast.Repeat):
+            self.expr(stmt.count)
+            self.emit(Opcode.LOOP_COUNT, 0, stmt.count.span)
+            self.loop(Opcode.FOR_RANGE, None, stmt.body, span)
+        elif isinstance(stmt, ast.For):
+            self.expr(stmt.items)
+            self.emit(Opcode.LOOP_LIST, 0, stmt.items.span)
+            self.loop(Opcode.FOR_ITER, stmt.name, stmt.body, span)
+        elif isinstance(stmt, ast.Break):
+            # the innermost loop's two state values are all a statement leaves on the stack
+            self.emit(Opcode.POP, 0, span)
+            self.emit(Opcode.POP, 0, None)
+            self.breaks[-1].append(self.emit(Opcode.JUMP, 0, None))
         else:
             raise CodegenError(f"cannot compile statement {type(stmt).__name__}")
+
+    def loop(self, step: Opcode, name: str | None, body: tuple[ast.Stmt, ...], span: Span) -> None:
+        """top: STEP end; [STORE_LOCAL name]; body; JUMP top; end: (the state is popped by STEP)."""
+        top = self.emit(step, 0, span)
+        if name is not None:
+            self.emit(Opcode.STORE_LOCAL, self.name_of(name), None)
+        self.breaks.append([])
+        self.block(body)
+        self.emit(Opcode.JUMP, top, None)
+        self.patch(top)
+        for at in self.breaks.pop():
+            self.patch(at)
 
     def branch(self, label: str, span: Span) -> None:
         self.emit(Opcode.BRANCH, self.const(label), span)
@@ -451,6 +478,10 @@ class _Builder:
             for item in expr.items:
                 self.expr(item)
             self.emit(Opcode.BUILD_LIST, len(expr.items), expr.span)
+        elif isinstance(expr, ast.ObjectLit):
+            for f in expr.fields:
+                self.expr(f.value)
+            self.emit(Opcode.BUILD_OBJECT, self.const([f.name for f in expr.fields]), expr.span)
         elif isinstance(expr, ast.Name):
             self.load_name(expr)
         elif isinstance(expr, ast.Attr):

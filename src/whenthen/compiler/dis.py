@@ -67,6 +67,8 @@ def _describe(code: Code, op: Opcode, arg: int) -> str:
         if fields:
             parts.append("correlate " + ", ".join(fields))
         return "; ".join(parts)
+    if op is Opcode.BUILD_OBJECT:
+        return "{" + ", ".join(const) + "}"
     return show_const(const)
 
 

@@ -227,6 +227,35 @@ def duplicate_field(name: str, owner: str) -> str:
     return f"duplicate field '{name}' in {owner}"
 
 
+def repeat_not_int(got: Type) -> str:
+    return f"`repeat` needs an int count, got {got}"
+
+
+def for_not_list(got: Type) -> str:
+    return f"`for` needs a list to go through, got {got}"
+
+
+def break_outside_loop() -> str:
+    return "`break` outside a `repeat` or `for` loop"
+
+
+def duplicate_key(name: str) -> str:
+    return f"duplicate key '{name}' in object literal"
+
+
+def unknown_object_key(name: str, owner: str, candidates: Iterable[str]) -> str:
+    return f"unknown field '{name}' for {owner}" + did_you_mean(name, candidates)
+
+
+def object_field_type(name: str, want: Type, got: Type) -> str:
+    return f"field '{name}' expects {want}, got {got}"
+
+
+def missing_object_fields(names: list[str], owner: str) -> str:
+    listed = ", ".join(f"'{n}'" for n in names)
+    return f"missing field{'s' if len(names) > 1 else ''} {listed} for {owner}"
+
+
 def duplicate_param(name: str, action: str) -> str:
     return f"duplicate parameter '{name}' in action {action}"
 

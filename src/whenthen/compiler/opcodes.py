@@ -26,6 +26,7 @@ class Opcode(IntEnum):
     BUILD_LIST = 10  # x1 … xn → [x1, …, xn]
     FORMAT = 11  # x → text of x  (SPEC 2.6 template rendering, in the rule's time zone)
     BUILD_STRING = 12  # s1 … sn → s1 + … + sn
+    BUILD_OBJECT = 13  # v1 … vn → {k1: v1, …, kn: vn}  (consts[k] = [k1, …, kn])
 
     # -- unary operators (null-aware as in SPEC 2.4)
     NOT = 20  # x → not x  (null counts as false)
@@ -60,6 +61,12 @@ class Opcode(IntEnum):
     JUMP_IF_FALSE_OR_POP = 53  # x → false (jump) | —  (`and`: jump with false unless x is true)
     JUMP_IF_TRUE_OR_POP = 54  # x → true (jump) | —  (`or`: jump with true if x is true)
 
+    # -- loops (SPEC 2.5): the loop's state stays on the stack, so a frame snapshot keeps it
+    LOOP_COUNT = 55  # x → n 0  (a repeat count: null or ≤ 0 → 0; above 10,000 fails the run)
+    LOOP_LIST = 56  # x → list 0  (a for's items: null → []; over 10,000 items fails the run)
+    FOR_RANGE = 57  # n i → n i+1 | —  (while i < n go on; else pop both and jump to target)
+    FOR_ITER = 58  # list i → list i+1 list[i] | —  (while i < len go on; else pop both, jump)
+
     # -- calls and effects
     CALL_FUNC = 60  # a1 … an → f(a1, …, an)  (consts[k] = [function, n]; args in declared order)
     CALL_ACTION = 61  # v1 … vn → result  (consts[k] = [action, [arg names]]; the frame's step += 1)
@@ -87,8 +94,13 @@ JUMPS = frozenset(
         Opcode.JUMP_IF_TRUE,
         Opcode.JUMP_IF_FALSE_OR_POP,
         Opcode.JUMP_IF_TRUE_OR_POP,
+        Opcode.FOR_RANGE,
+        Opcode.FOR_ITER,
     }
 )
+
+# The most iterations one loop may run (SPEC 2.5): more fails the run with "loop limit exceeded".
+LOOP_LIMIT = 10_000
 
 # Opcodes whose argument indexes `names`.
 NAME_OPS = frozenset(
@@ -104,6 +116,7 @@ CONST_OPS = frozenset(
         Opcode.EMIT,
         Opcode.BRANCH,
         Opcode.WAIT_FOR,
+        Opcode.BUILD_OBJECT,
     }
 )
 

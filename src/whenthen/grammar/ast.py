@@ -135,6 +135,21 @@ class ListLit(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class ObjField(Node):
+    """One `key: value` of an object literal."""
+
+    name: str
+    value: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectLit(Node):
+    """`{key: expr, …}` (SPEC 2.3): builds a value of type `{ key: T, … }`."""
+
+    fields: tuple[ObjField, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Name(Node):
     """A bare name; what it refers to (let, field, alias, `event`) is decided by the checker."""
 
@@ -202,7 +217,7 @@ class Is(Node):
 
 Expr = (
     StrLit | Template | IntLit | FloatLit | BoolLit | NullLit | DurationLit | DateLit | DateTimeLit
-    | ListLit | Name | Attr | Call | Unary | Binary | Is
+    | ListLit | ObjectLit | Name | Attr | Call | Unary | Binary | Is
 )
 
 
@@ -292,7 +307,30 @@ class Stop(Node):
     pass
 
 
-Stmt = CallStmt | Let | Wait | WaitUntil | WaitFor | If | Switch | Emit | Stop
+@dataclass(frozen=True, slots=True)
+class Repeat(Node):
+    """`repeat N times … end` (SPEC 2.5): N is evaluated once."""
+
+    count: Expr
+    body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class For(Node):
+    """`for NAME in LIST … end`: the block once per item, NAME bound to the item."""
+
+    name: str
+    items: Expr
+    body: tuple[Stmt, ...]
+    name_span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Break(Node):
+    """`break`: leave the innermost `repeat` or `for`."""
+
+
+Stmt = CallStmt | Let | Wait | WaitUntil | WaitFor | If | Switch | Emit | Stop | Repeat | For | Break
 
 
 # ----------------------------------------------------------------------------- schedules

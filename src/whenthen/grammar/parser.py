@@ -390,6 +390,16 @@ class _Builder(Transformer):
         trig: _Trigger = children[1]
         return ast.Emit(trig.name, children[3], span=self._span(children), trigger_span=trig.span)
 
+    def repeat_stmt(self, children: list[Any]) -> ast.Repeat:
+        return ast.Repeat(children[1], tuple(children[3]), span=self._span(children))
+
+    def for_stmt(self, children: list[Any]) -> ast.For:
+        return ast.For(children[1].value, children[3], tuple(children[5]), span=self._span(children),
+                       name_span=self.loc.token(children[1]))
+
+    def break_stmt(self, children: list[Any]) -> ast.Break:
+        return ast.Break(span=self._span(children))
+
     def stop_stmt(self, children: list[Any]) -> ast.Stop:
         return ast.Stop(span=self._span(children))
 
@@ -467,6 +477,15 @@ class _Builder(Transformer):
 
     def list_items(self, children: list[Any]) -> tuple[ast.Expr, ...]:
         return tuple(_nodes(children))
+
+    def object_lit(self, children: list[Any]) -> ast.ObjectLit:
+        return ast.ObjectLit(children[1], span=self._span(children))
+
+    def obj_fields(self, children: list[Any]) -> tuple[ast.ObjField, ...]:
+        return tuple(_nodes(children))
+
+    def obj_field(self, children: list[Any]) -> ast.ObjField:
+        return ast.ObjField(children[0].value, children[2], span=self._span(children))
 
     def paren(self, children: list[Any]) -> ast.Expr:
         return children[1]
@@ -631,6 +650,8 @@ def _is_literal(expr: ast.Expr) -> bool:
         return isinstance(expr.operand, (ast.IntLit, ast.FloatLit, ast.DurationLit))
     if isinstance(expr, ast.ListLit):
         return all(_is_literal(item) for item in expr.items)
+    if isinstance(expr, ast.ObjectLit):
+        return all(_is_literal(f.value) for f in expr.fields)
     return False
 
 
@@ -670,7 +691,7 @@ _WORDS = {
     "VBAR": "'|'", "EXIT": "'exit when'", "ENDBODY": "'end'",
 }
 _EXPR_STARTS = frozenset(
-    "NAME INT FLOAT SQSTRING DQSTRING TRUE FALSE NULL DURATION DATE DATETIME LSQB LPAR MINUS NOT".split()
+    "NAME INT FLOAT SQSTRING DQSTRING TRUE FALSE NULL DURATION DATE DATETIME LSQB LBRACE LPAR MINUS NOT".split()
 )
 _OPERATORS = frozenset(
     "EQEQ NE LE GE EQUAL LT GT PLUS MINUS STAR SLASH PERCENT DOT CONTAINS STARTS ENDS IN NOT MATCHES IS "
@@ -682,6 +703,7 @@ _FIELD_LIKE_KEYWORDS = frozenset(
     "contains empty starts ends until within for".split()
 )
 _STATEMENT_STARTS = frozenset("EMIT IF LET STOP SWITCH WAIT".split())
+_LOOP_STARTS = frozenset(("FOR", "REPEAT", "BREAK"))  # statement starts too, when the others are expected
 _TYPE_STARTS = frozenset(("LBRACE", "SQSTRING", "NAME"))
 _ORDER = ("RULE", "WHEN", "TRIGGER", "ACTION", "THEN", "END", "ELIF", "ELSE", "CASE", "WHERE", "EXIT", "WITHIN", "WHEN", "COMMA", "RPAR",
           "RSQB", "RBRACE", "COLON", "SEP")
@@ -705,7 +727,7 @@ def describe_expected(expected: set[str]) -> str:
     words: list[str] = []
     statement = _STATEMENT_STARTS <= expected
     if statement:
-        expected -= _STATEMENT_STARTS | {"NAME", "SEP"}  # a leading new line is optional there
+        expected -= _STATEMENT_STARTS | _LOOP_STARTS | {"NAME", "SEP"}  # a leading new line is optional there
     if expected == _TYPE_STARTS:
         return "a type"
     starts = expected & _EXPR_STARTS

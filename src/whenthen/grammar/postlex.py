@@ -13,6 +13,8 @@ KEYWORDS = frozenset(
     "timezone".split()
 )
 KEYWORD_TYPES = frozenset(k.upper() for k in KEYWORDS)
+# Keywords only where SPEC 2.2 places them (`_Machine._contextual`), names everywhere else.
+CONTEXTUAL_KEYWORDS = ("repeat", "times", "break")
 
 # After these a newline in a body continues the statement (SPEC 2.1); THEN/ELSE/SEP make the
 # newline an empty statement, which is skipped anyway.
@@ -28,6 +30,15 @@ _NO_COMMA_AFTER = frozenset(("LBRACE", "COMMA", "COLON", "VBAR"))
 _NO_COMMA_BEFORE = frozenset(("RBRACE", "VBAR"))
 
 _TOP, _HEADER, _BODY = "top", "header", "body"
+
+# Where a statement starts in a body: `repeat` and `break` are keywords there (SPEC 2.2) unless
+# called like an action (`repeat(...)`).
+_STATEMENT_START = frozenset(("SEP", "THEN", "ELSE", "TIMES", "ENDBODY", ""))
+# Tokens that end an operand: `times` directly after one ends a repeat count (`repeat n times`);
+# elsewhere (`repeat times times`, `n * times`) it is a name.
+_OPERAND_ENDS = frozenset(
+    "NAME INT FLOAT SQSTRING DQSTRING TRUE FALSE NULL DURATION DATE DATETIME RPAR RSQB RBRACE EMPTY".split()
+)
 
 
 def _virtual(type_: str, at: Token, value: str = "") -> Token:
@@ -62,7 +73,8 @@ class _Machine:
         self.pending: deque[Token] = deque()
         self.mode = _TOP
         self.brackets: list[str] = []  # '(' for ( and [, '{' for {
-        self.blocks = 0  # open if/switch blocks in the current body
+        self.blocks = 0  # open if/switch/repeat/for blocks in the current body
+        self.repeat_counts: list[int] = []  # bracket depth of each `repeat` still before its `times`
         self.prev = ""  # type of the last token handed to the parser
         self.last: Token | None = None
         self.at_line_start = True
@@ -118,6 +130,7 @@ class _Machine:
         self.mode = _TOP
         self.brackets.clear()
         self.blocks = 0
+        self.repeat_counts.clear()
 
     def _newline(self, tok: Token) -> Token | None:
         """What a newline becomes: nothing, a comma (in types) or a statement separator."""
@@ -134,7 +147,42 @@ class _Machine:
             return None
         return _virtual("SEP", tok, "\n")
 
+    def _contextual(self, tok: Token) -> Token:
+        """`repeat`, `break` at a statement's start and `times` after a repeat count are keywords."""
+        if self.mode != _BODY or tok.value not in ("repeat", "break", "times"):
+            return tok
+        if tok.value == "times":
+            if (self.repeat_counts and self.repeat_counts[-1] == len(self.brackets)
+                    and self.prev in _OPERAND_ENDS):
+                self.repeat_counts.pop()
+                return Token.new_borrow_pos("TIMES", tok.value, tok)
+            return tok
+        if self.brackets or self.prev not in _STATEMENT_START:
+            return tok
+        following = self._peek_significant() if tok.value == "repeat" else self._peek_any()
+        if following is not None and (
+            following.type in ("DOT", "COLON", "EQUAL")
+            # `repeat(…)` is a call of an action named so; `repeat (n) times` is a loop
+            or (following.type == "LPAR" and following.start_pos == tok.end_pos)
+        ):
+            return tok
+        if tok.value == "repeat":
+            self.repeat_counts.append(len(self.brackets))
+            return Token.new_borrow_pos("REPEAT", tok.value, tok)
+        return Token.new_borrow_pos("BREAK", tok.value, tok)
+
+    def _peek_any(self) -> Token | None:
+        """The next token, a newline included, without consuming it."""
+        if self.pending:
+            return self.pending[0]
+        tok = next(self.tokens, None)
+        if tok is not None:
+            self.pending.append(tok)
+        return tok
+
     def _token(self, tok: Token) -> Iterator[Token]:
+        if tok.type == "NAME":
+            tok = self._contextual(tok)
         kind = tok.type
         if kind in ("LPAR", "LSQB"):
             self.brackets.append("(")
@@ -152,7 +200,7 @@ class _Machine:
         elif self.mode == _HEADER and kind == "THEN" and not self.brackets:
             self.mode = _BODY
             self.blocks = 0
-        elif self.mode == _BODY and kind in ("IF", "SWITCH"):
+        elif self.mode == _BODY and (kind in ("IF", "SWITCH", "REPEAT") or (kind == "FOR" and self.prev != "WAIT")):
             self.blocks += 1
         elif self.mode == _BODY and kind == "END":
             if self.blocks == 0:

@@ -128,6 +128,8 @@ def print_expr(expr: ast.Expr) -> str:
             return format_datetime(value)
         case ast.ListLit(items=items):
             return "[" + ", ".join(print_expr(i) for i in items) + "]"
+        case ast.ObjectLit(fields=fields):
+            return "{" + ", ".join(f"{f.name}: {print_expr(f.value)}" for f in fields) + "}"
         case ast.Name(name=name):
             return name
         case ast.Attr(obj=ast.BoolLit() | ast.NullLit() as obj, name=name):
@@ -267,6 +269,12 @@ def _stmt(node: ast.Stmt, depth: int) -> list[str]:
             return [f"{pad}emit {trigger}({_args(args)})"]
         case ast.Stop():
             return [f"{pad}stop"]
+        case ast.Break():
+            return [f"{pad}break"]
+        case ast.Repeat(count=count, body=body):
+            return [f"{pad}repeat {print_expr(count)} times", *_block(body, depth + 1), f"{pad}end"]
+        case ast.For(name=name, items=items, body=body):
+            return [f"{pad}for {name} in {print_expr(items)}", *_block(body, depth + 1), f"{pad}end"]
     raise TypeError(f"not a statement: {node!r}")
 
 

@@ -19,7 +19,7 @@ from pygments.token import (
 DECLARATION_KEYWORDS = ("rule", "trigger", "action", "timezone")
 STATEMENT_KEYWORDS = (
     "when", "where", "then", "end", "if", "elif", "else", "switch", "case", "wait", "until",
-    "for", "within", "let", "emit", "stop", "exit", "every", "at", "cron",
+    "for", "within", "let", "emit", "stop", "exit", "every", "at", "cron", "repeat", "times", "break",
 )
 WORD_OPERATORS = ("and", "or", "not", "in", "contains", "starts", "ends", "with", "matches", "is")
 CONSTANTS = ("true", "false", "null", "empty")

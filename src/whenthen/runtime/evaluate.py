@@ -165,6 +165,8 @@ def _operands(node: ast.Expr) -> list[ast.Expr]:
         return [node.operand]
     if isinstance(node, ast.Call):
         return [arg.value for arg in node.args]
+    if isinstance(node, ast.ObjectLit):
+        return [f.value for f in node.fields]
     return []
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from whenthen.compiler.code import BytecodeError, Code, RuleCode
-from whenthen.compiler.opcodes import Opcode
+from whenthen.compiler.opcodes import LOOP_LIMIT, Opcode
 from whenthen.diagnostics import RuntimeFailure
 from whenthen.runtime import ops
 from whenthen.stdlib.functions import FUNCTIONS, FunctionContext
@@ -63,6 +63,7 @@ _UNARY_BY_OP: list[Callable[[Any], Any] | None] = [UNARY.get(op) for op in range
 _ATTR = Opcode.ATTR
 _BUILD_LIST = Opcode.BUILD_LIST
 _BUILD_STRING = Opcode.BUILD_STRING
+_BUILD_OBJECT = Opcode.BUILD_OBJECT
 _CALL_FUNC = Opcode.CALL_FUNC
 _CONST = Opcode.CONST
 _DUP = Opcode.DUP
@@ -80,6 +81,10 @@ _LOAD_LOCAL = Opcode.LOAD_LOCAL
 _POP = Opcode.POP
 _RETURN = Opcode.RETURN
 _STORE_LOCAL = Opcode.STORE_LOCAL
+_FOR_ITER = Opcode.FOR_ITER
+_FOR_RANGE = Opcode.FOR_RANGE
+_LOOP_COUNT = Opcode.LOOP_COUNT
+_LOOP_LIST = Opcode.LOOP_LIST
 
 
 # ----------------------------------------------------------------------------- results and host
@@ -275,6 +280,28 @@ def _interpret(
                     pc = arg
                 else:
                     stack.pop()
+            elif op is _FOR_ITER:
+                i = stack[-1]
+                items = stack[-2]
+                if i < len(items):
+                    stack[-1] = i + 1
+                    stack.append(items[i])
+                else:
+                    del stack[-2:]
+                    pc = arg
+            elif op is _FOR_RANGE:
+                i = stack[-1]
+                if i < stack[-2]:
+                    stack[-1] = i + 1
+                else:
+                    del stack[-2:]
+                    pc = arg
+            elif op is _LOOP_COUNT:
+                stack[-1] = _loop_count(stack[-1])
+                stack.append(0)
+            elif op is _LOOP_LIST:
+                stack[-1] = _loop_items(stack[-1])
+                stack.append(0)
             elif op is _POP:
                 stack.pop()
             elif op is _DUP:
@@ -283,6 +310,11 @@ def _interpret(
                 items = stack[len(stack) - arg:] if arg else []
                 del stack[len(stack) - arg:]
                 stack.append(items)
+            elif op is _BUILD_OBJECT:
+                keys = consts[arg]
+                values = stack[len(stack) - len(keys):] if keys else []
+                del stack[len(stack) - len(keys):]
+                stack.append(dict(zip(keys, values, strict=True)))
             elif op is _FORMAT:
                 stack[-1] = render(stack[-1], timezone)
             elif op is _BUILD_STRING:
@@ -317,6 +349,28 @@ def _interpret(
         failure.pc = pc - 1  # type: ignore[attr-defined]
         frame.pc = pc - 1
         raise failure from None
+
+
+def _loop_count(value: Any) -> int:
+    """A `repeat` count (SPEC 2.5): null or ≤ 0 runs no iteration; above the limit fails."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RuntimeFailure(f"repeat needs an int count, got {type_name(value)}")
+    if value > LOOP_LIMIT:
+        raise RuntimeFailure(f"loop limit exceeded: repeat {value} times (at most {LOOP_LIMIT:,} iterations)")
+    return max(value, 0)
+
+
+def _loop_items(value: Any) -> list[Any]:
+    """A `for` list (SPEC 2.5): null has no items; more than the limit fails."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RuntimeFailure(f"for needs a list, got {type_name(value)}")
+    if len(value) > LOOP_LIMIT:
+        raise RuntimeFailure(f"loop limit exceeded: for over {len(value):,} items (at most {LOOP_LIMIT:,} iterations)")
+    return value
 
 
 def _effect(

@@ -21,7 +21,7 @@ from whenthen.compiler.decls import ParamSig, Schema, TriggerSchema
 from whenthen.compiler.types import ANY, PRIMITIVES, Type
 from whenthen.diagnostics import Span
 from whenthen.grammar import ast
-from whenthen.grammar.postlex import KEYWORDS
+from whenthen.grammar.postlex import CONTEXTUAL_KEYWORDS, KEYWORDS
 from whenthen.repl.completion import action_signature, function_signature
 from whenthen.source import Source
 
@@ -120,7 +120,27 @@ def complete(text: str, offset: int, context: Analysis) -> list[Completion]:
                   for n, a in sorted(schema.actions.items())]
     items += [Completion(n, "function", function_signature(f), insert=f"{n}(") for n, f in sorted(schema.functions.items())]
     items += [Completion(k, "keyword") for k in sorted(KEYWORDS)]
+    if scope.item == "rule":
+        items += [Completion(k, "keyword", _KEYWORD_DOCS.get(k, ""), insert=_LOOP_SNIPPETS.get(k),
+                             snippet=k in _LOOP_SNIPPETS) for k in CONTEXTUAL_KEYWORDS]
+        items += [Completion("for … in", "keyword", _KEYWORD_DOCS["for"], insert=_LOOP_SNIPPETS["for"],
+                             snippet=True)]
     return items
+
+
+# The loop statements (SPEC 2.5): what completion inserts and what hover says.
+_LOOP_SNIPPETS = {
+    "repeat": "repeat ${1:3} times\n\t$0\nend",
+    "for": "for ${1:item} in ${2:items}\n\t$0\nend",
+}
+_KEYWORD_DOCS = {
+    "repeat": "`repeat N times … end`: run the block N times (N an int, evaluated once; null or ≤ 0: "
+              "not at all; more than 10,000 fails the run). The block may wait.",
+    "times": "ends the count of `repeat N times`",
+    "for": "`for NAME in LIST … end`: run the block once per item, in order, NAME bound to the item "
+           "(at most 10,000 items). The block may wait: a resumed run keeps its iteration and item.",
+    "break": "`break`: leave the innermost `repeat` or `for`",
+}
 
 
 def _code_before_cursor(line: str) -> str | None:
@@ -293,6 +313,14 @@ def _spanned(file: ast.File) -> Iterator[tuple[Span, str, object]]:
                 yield node.name_span, "action", node.name
             case ast.Let():
                 yield node.name_span, "let", node
+            case ast.Repeat() | ast.Break():
+                word = "repeat" if isinstance(node, ast.Repeat) else "break"
+                yield Span(node.span.file, node.span.start, node.span.start + len(word), node.span.line,
+                           node.span.column, node.span.line, node.span.column + len(word)), "keyword", word
+            case ast.For():
+                yield Span(node.span.file, node.span.start, node.span.start + 3, node.span.line,
+                           node.span.column, node.span.line, node.span.column + 3), "keyword", "for"
+                yield node.name_span, "loopvar", node
             case ast.Call():
                 name_span = Span(node.span.file, node.span.start, node.span.start + len(node.func), node.span.line,
                                  node.span.column, node.span.line, node.span.column + len(node.func))
@@ -351,6 +379,13 @@ def hover(analysis: Analysis, offset: int) -> tuple[str, Span] | None:
         type_ = checked.types.get(node.id, ANY)
         kind = {"let": "let", "field": "field", "clause": "field", "event": "event"}.get(ref.kind, "name") if ref else "name"
         return _code(f"{kind} {node.name}: {type_}"), span
+    if what == "keyword":
+        return _KEYWORD_DOCS[str(node)], span
+    if what == "loopvar":
+        assert isinstance(node, ast.For)
+        items = checked.types.get(node.items.id, ANY)
+        item = items.item if items.kind == "list" and items.item is not None else ANY
+        return _code(f"for {node.name}: {item}"), span
     if what == "attr":
         assert isinstance(node, ast.Attr)
         type_ = checked.types.get(node.id, ANY)

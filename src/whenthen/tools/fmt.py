@@ -230,6 +230,14 @@ class _Layout:
                     after = case.span.end
                 self.else_part(else_body, after, depth)
                 self.add(depth, "end", self.closing_end(node), "closer")
+            case ast.Repeat(count=count, body=body):
+                self.add(depth, f"repeat {self.expr(count)} times", start, "stmt", first)
+                self.block(body, depth + 1)
+                self.add(depth, "end", self.closing_end(node), "closer")
+            case ast.For(name=name, items=items, body=body):
+                self.add(depth, f"for {name} in {self.expr(items)}", start, "stmt", first)
+                self.block(body, depth + 1)
+                self.add(depth, "end", self.closing_end(node), "closer")
             case _:
                 self.add(depth, _simple_stmt(node, self.expr), start, "stmt", first)
 
@@ -269,6 +277,8 @@ def _simple_stmt(node: ast.Stmt, expr: Callable[[ast.Expr], str]) -> str:
             return f"emit {trigger}({args_text})"
         case ast.Stop():
             return "stop"
+        case ast.Break():
+            return "break"
     raise TypeError(f"not a simple statement: {node!r}")
 
 

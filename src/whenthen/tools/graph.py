@@ -2,7 +2,8 @@
 
 Two pictures:
 - `rule_flow(rule, name)`: one rule from its trigger: the `where` filter, the statements in order,
-  `if`/`switch` branches, waits, `wait for` (with its `timeout` edge when it has `within`),
+  `if`/`switch` branches, loops (one `repeat`/`for` node: its body, an edge back for the next
+  iteration, `done` and each `break` out), waits, `wait for` (with its `timeout` edge when it has `within`),
   emits, `stop`, and the `exit when` clauses that can end a run while it is in flight.
 - `chain_graph(rules)`: several rules as boxes between triggers: trigger → rule it starts;
   rule → trigger it emits; dashed trigger → rule for a trigger a rule awaits or exits on.
@@ -114,6 +115,7 @@ class _FlowBuilder:
 
     def __init__(self, graph: Graph):
         self.graph = graph
+        self.breaks: list[_Pending] = []  # per enclosing loop: the edges its `break`s leave by
 
     def block(self, body: tuple[ast.Stmt, ...], pending: _Pending) -> _Pending:
         for stmt in body:
@@ -147,6 +149,14 @@ class _FlowBuilder:
             case ast.Stop():
                 _connect(graph, pending, graph.node("stop", "end"))
                 return []
+            case ast.Break():
+                if self.breaks:
+                    self.breaks[-1].extend((source, f"{label}: break" if label else "break", dashed) for source, label, dashed in pending)
+                return []
+            case ast.Repeat(count=count, body=body):
+                return self.loop(f"repeat {print_expr(count)} times", body, pending)
+            case ast.For(name=name, items=items, body=body):
+                return self.loop(f"for {name} in {print_expr(items)}", body, pending)
             case ast.If(branches=branches, else_body=else_body):
                 out: _Pending = []
                 for i, branch in enumerate(branches):
@@ -165,6 +175,17 @@ class _FlowBuilder:
                 rest: _Pending = [(head, "else", False)]
                 return out + (self.block(else_body, rest) if else_body is not None else rest)
         raise TypeError(f"not a statement: {stmt!r}")
+
+    def loop(self, label: str, body: tuple[ast.Stmt, ...], pending: _Pending) -> _Pending:
+        """One node for the loop; its body hangs off it and comes back to it for the next item."""
+        head = self.graph.node(label, "decision")
+        _connect(self.graph, pending, head)
+        self.breaks.append([])
+        again = self.block(body, [(head, "each", False)])
+        broken = self.breaks.pop()
+        for source, edge_label, _ in again:
+            self.graph.edge(source, head, edge_label or "next", dashed=True)
+        return [(head, "done", False), *broken]
 
     def wait_for(self, node: ast.WaitFor, pending: _Pending, prefix: str = "") -> _Pending:
         label = f"{prefix}wait for {node.trigger}"
