@@ -128,3 +128,39 @@ def test_a_loop_traces_exactly_as_the_program_written_out(items: list[str], coun
         plain_result, plain_calls = calls("\n".join(unrolled), event)
         assert isinstance(looped_result, Done) and isinstance(plain_result, Done)
         assert looped_calls == plain_calls
+
+
+def test_a_run_killed_inside_a_loop_resumes_in_the_right_iteration(tmp_path) -> None:
+    """A worker SIGKILLed while its runs wait inside a `for`: a new worker carries on with the
+    next item, and no iteration's action runs twice or is skipped."""
+    import signal
+    import time
+
+    from test_workers import action_log, run_statuses, setup_db, start_worker, wait_until_done
+
+    rules = ("trigger job.created { id: str }\n"
+             "rule \"Job\" when job.created then\n"
+             "  for s in [1, 2, 3]\n    work(id: id, step: s)\n    wait 1s\n  end\nend\n")
+    db = setup_db(tmp_path, rules, jobs=3)
+    first = start_worker(tmp_path, lease=1.0)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and len({j for j, s, _ in action_log(tmp_path) if s == 1}) < 3:
+            time.sleep(0.05)
+        time.sleep(0.2)  # the first iteration's action is journalled; the runs wait inside the loop
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        assert run_statuses(db).get("completed", 0) == 0
+        second = start_worker(tmp_path, lease=1.0)
+        try:
+            wait_until_done(db, 3, timeout=60)
+        finally:
+            second.send_signal(signal.SIGKILL)
+            second.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    steps: dict[str, list[int]] = {}
+    for job, step, _ in action_log(tmp_path):
+        steps.setdefault(job, []).append(step)
+    assert steps == {f"j{i}": [1, 2, 3] for i in range(3)}
