@@ -164,3 +164,14 @@ def test_a_run_killed_inside_a_loop_resumes_in_the_right_iteration(tmp_path) -> 
     for job, step, _ in action_log(tmp_path):
         steps.setdefault(job, []).append(step)
     assert steps == {f"j{i}": [1, 2, 3] for i in range(3)}
+
+
+def test_the_repl_waits_for_the_end_of_a_rule_holding_loops() -> None:
+    from whenthen.repl.session import is_complete
+
+    head = 'rule "r" when a.b then\n  for x in xs\n    log(message: x)\n  end\n'
+    assert not is_complete(head)
+    assert is_complete(head + "end\n")
+    waiting = 'rule "r" when a.b then\n  let e = wait for a.b within 1h\n  repeat 2 times\n    stop\n  end\n'
+    assert not is_complete(waiting)
+    assert is_complete(waiting + "end\n")

@@ -29,7 +29,7 @@ from whenthen.source import Source
 UTC = dt.UTC
 # Input that defines something (a rule, trigger, action) rather than asking for a value.
 _DEFINITION = re.compile(r"\s*(rule|when|trigger|action|timezone)[\s\"]")
-_BLOCK_OPENERS = ("if", "switch")
+_BLOCK_OPENERS = ("if", "switch", "repeat", "for")  # `for` only as a loop, not in `wait for`
 _OPEN = "([{"
 _CLOSE = ")]}"
 
@@ -49,10 +49,14 @@ def is_complete(text: str) -> bool:
     depth = 0  # open brackets
     blocks = 0  # if/switch against end
     then_seen = False
+    previous = ""  # the last word, to tell `wait for` from a `for` loop
     for token, value in WhenthenLexer().get_tokens(text):
+        if not value.strip():
+            continue
+        last, previous = previous, value
         if token in Punctuation:
             depth += (value in _OPEN) - (value in _CLOSE)
-        elif token in Keyword and value in _BLOCK_OPENERS:
+        elif token in Keyword and value in _BLOCK_OPENERS and not (value == "for" and last == "wait"):
             blocks += 1
         elif token in Keyword and value == "end":
             blocks -= 1
