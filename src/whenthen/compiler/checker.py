@@ -10,12 +10,12 @@ whose type is unknown after an error has the type `any`, so one mistake gives on
 from __future__ import annotations
 
 import datetime as dt
-import re
 import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from whenthen import regex
 from whenthen.calendar import next_fire
 from whenthen.compiler import messages as msg
 from whenthen.compiler.checked import CheckedProgram, NameRef, ResolvedCall, RuleInfo
@@ -960,8 +960,8 @@ class _Checker:
             self.err(expr.right.span, "E103", msg.matches_needs_literal())
             return
         try:
-            re.compile(expr.right.value)
-        except (re.error, OverflowError, RecursionError) as exc:
+            regex.compile_pattern(expr.right.value)
+        except regex.RegexError as exc:
             self.err(expr.right.span, "E108", msg.bad_regex(expr.right.value, str(exc)))
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from whenthen import regex
 from whenthen.compiler.code import Code, RuleCode
 from whenthen.compiler.opcodes import Opcode
 from whenthen.runtime import ops
@@ -202,12 +203,12 @@ class _Generator:
                         f"or {t} not in {members}))", True)
         elif op is Opcode.MATCHES and right.is_const and isinstance(right.value, str):
             try:
-                pattern = self.bind(ops.regex(right.value))
-            except Exception:
-                pattern = None
-            if pattern is not None:
+                found = self.bind(regex.searcher(right.value))
+            except regex.RegexError:
+                found = None  # the VM's matches reports it as a run-time failure
+            if found is not None:
                 t = self.temp()
-                return _Val(f"(({t} := {left.src}) is not None and {pattern}.search({t}) is not None)", True)
+                return _Val(f"(({t} := {left.src}) is not None and {found}({t}))", True)
         strict = op not in (Opcode.ADD, Opcode.SUB, Opcode.MUL, Opcode.DIV, Opcode.MOD)
         return _Val(f"_{op.name.lower()}({left.src}, {right.src})", strict)
 

@@ -9,11 +9,10 @@ values) raises `RuntimeFailure` with a readable message, which the VM turns into
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
+from whenthen import regex
 from whenthen.diagnostics import RuntimeFailure
 from whenthen.values import type_name
 
@@ -132,19 +131,14 @@ def not_in(a: Any, b: Any) -> bool:
     return not member(a, b)
 
 
-@lru_cache(maxsize=512)
-def regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def matches(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return False
     if not (isinstance(a, str) and isinstance(b, str)):
         raise _fail("matches", a, b)
     try:
-        return regex(b).search(a) is not None
-    except re.error as exc:
+        return regex.search(b, a)
+    except regex.RegexError as exc:
         raise RuntimeFailure(f"invalid regular expression {b!r}: {exc}") from None
 
 
