@@ -36,6 +36,7 @@ class MailServer:
     refuse: int = 0
     refused: int = 0
     logins: list[tuple[str, str]] = field(default_factory=list)
+    recipients: list[str] = field(default_factory=list)  # every RCPT TO accepted
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd hook
         if self.refuse > 0:
@@ -43,6 +44,7 @@ class MailServer:
             self.refused += 1
             return "451 4.3.0 mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
+        self.recipients.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook

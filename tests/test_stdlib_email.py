@@ -221,3 +221,55 @@ rule "To" when guest.added then send_email(to: "{note}", subject: "x")
     assert msg["Subject"] == "Hi John Bcc: victim@example.com" and msg["Bcc"] is None
     refused = engine.runs(rule="To")[0]
     assert refused["status"] == "failed" and "not an email address" in refused["error"]
+
+
+@pytest.mark.parametrize("to, reason", [
+    ("bob@example.com, evil@attacker.test", "must be one address, got 2 addresses"),
+    ("Bob <bob@example.com>, Eve <eve@attacker.test>", "must be one address, got 2 addresses"),
+    ("friends: bob@example.com, eve@attacker.test;", "must be one address, got a group"),
+    ("friends: eve@attacker.test;", "must be one address, got a group"),
+    ("bob", "not an email address"),
+    ("bob@", "not an email address"),
+    ("<>", "not an email address"),
+    ("", "not an email address"),
+    ("bob@example.com\tx", "control character"),
+])
+def test_to_is_one_address_anything_else_is_refused_without_retry(tmp_path, to, reason):
+    with smtp_server() as mail:
+        engine, _ = make(tmp_path, 'rule "W" when guest.added then send_email(to: note, subject: "x")\n',
+                         StdlibConfig(smtp=smtp_config(mail.port)))
+        engine.emit("guest.added", dict(GUEST, note=to))
+        engine.run_due()
+    run = engine.runs()[0]
+    assert run["status"] == "failed" and reason in run["error"], run["error"]
+    assert len([s for s in engine.run(run["id"])["steps"] if s["kind"] == "action"]) == 1  # no retry
+    assert mail.messages == [] and mail.recipients == []
+
+
+@pytest.mark.parametrize("to, envelope", [
+    ("john@example.com", "john@example.com"),
+    ("John Smith <john@example.com>", "john@example.com"),
+    ('"Smith, John" <john@example.com>', "john@example.com"),  # a comma inside quotes is a name
+])
+def test_one_address_in_any_single_form_is_sent_to_that_address_only(tmp_path, to, envelope):
+    with smtp_server() as mail:
+        engine, _ = make(tmp_path, 'rule "W" when guest.added then send_email(to: note, subject: "x")\n',
+                         StdlibConfig(smtp=smtp_config(mail.port)))
+        engine.emit("guest.added", dict(GUEST, note=to))
+    assert engine.runs()[0]["status"] == "completed"
+    assert mail.recipients == [envelope] and len(mail.messages) == 1
+
+
+def test_the_outbox_refuses_the_same_recipients_and_send_message_takes_one(tmp_path):
+    engine, _ = make(tmp_path, """
+rule "Mail" when guest.added then send_email(to: note, subject: "x")
+rule "Text" when guest.added then send_message(to: first_name, text: "hi")
+""", StdlibConfig())
+    engine.emit("guest.added", dict(GUEST, note="a@example.com, b@example.com", first_name="+331, +332"))
+    engine.emit("guest.added", dict(GUEST, note="a@example.com", first_name="+33100"))
+    mail_runs = [r["status"] for r in engine.runs(rule="Mail")]
+    text_runs = [r["status"] for r in engine.runs(rule="Text")]
+    assert sorted(mail_runs) == ["completed", "failed"] and sorted(text_runs) == ["completed", "failed"]
+    failed = [r for r in engine.runs(rule="Text") if r["status"] == "failed"][0]
+    assert "send_message: `to` must be one recipient" in failed["error"]
+    assert sorted(row["action"] for row in engine.outbox()) == ["send_email", "send_message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import smtplib
 import ssl
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -20,11 +21,30 @@ def message_id(call_key: str, sender: str, to: str, subject: str, body: str) -> 
     return f"<{call_key.replace(':', '.')}.{digest}@{domain}>"
 
 
-def build_message(config: SmtpConfig, to: str, subject: str, body: str, msg_id: str) -> EmailMessage:
-    """The message; event data cannot add headers: line breaks in the subject become spaces, and
-    a recipient with a line break (or with none of `@`) is refused without retry."""
-    if "\r" in to or "\n" in to or "@" not in to:
+def recipient(to: str) -> str:
+    """The one address in `to` (`a@x.io` or `Name <a@x.io>`), as its addr-spec. Anything else
+    (a list, a group, a line break, no domain) is refused without retry: an event field that
+    holds `bob@x, evil@y` must not send to both."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in to):
+        raise PermanentActionError(f"send_email: not an email address (a control character): {to!r}")
+    try:
+        header = policy.default.header_factory("To", to)
+        groups, defects = header.groups, header.defects
+    except Exception:  # the parser gives up on some broken forms (`bob@`) with an IndexError
+        raise PermanentActionError(f"send_email: not an email address: {to!r}") from None
+    addresses = [a for g in groups for a in g.addresses]
+    if len(addresses) > 1 or any(g.display_name is not None for g in groups):
+        what = "a group" if any(g.display_name is not None for g in groups) else f"{len(addresses)} addresses"
+        raise PermanentActionError(f"send_email: `to` must be one address, got {what}: {to!r}")
+    if defects or not addresses or not addresses[0].username or not addresses[0].domain:
         raise PermanentActionError(f"send_email: not an email address: {to!r}")
+    return addresses[0].addr_spec
+
+
+def build_message(config: SmtpConfig, to: str, subject: str, body: str, msg_id: str) -> EmailMessage:
+    """The message; event data cannot add headers or recipients: line breaks in the subject become
+    spaces, and a `to` that is not exactly one address is refused without retry."""
+    recipient(to)
     subject = " ".join(subject.splitlines())
     message = EmailMessage()
     message["From"] = config.sender
@@ -51,7 +71,8 @@ def send(config: SmtpConfig, message: EmailMessage) -> None:
                 client.starttls(context=context)
             if config.user:
                 client.login(config.user, config.password or "")
-            client.send_message(message)
+            # the envelope names the one checked recipient, never what a header parser finds
+            client.send_message(message, to_addrs=[recipient(str(message["To"]))])
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
         text = "; ".join(f"{rcpt}: {code} {reply.decode(errors='replace')}"

@@ -57,6 +57,8 @@ class Transports:
         if name == "log":
             rule_log.info("%s (run %s): %s", call.rule, call.run_id, args.get("message"))
             return None, None
+        if name == "send_message":
+            _one_message_recipient(args.get("to"))
         # send_message and anything else stdlib without a transport: recorded for someone to send
         return {"message_id": f"outbox:{call.key}"}, _outbox_row(name, args, call)
 
@@ -69,6 +71,7 @@ class Transports:
                 subject, body = render_email(text, to, subject, body, name=template)
             except TemplateError as exc:
                 raise PermanentActionError(str(exc)) from None
+        mail.recipient(to)  # the same refusal whether the mail is sent or goes to the outbox
         smtp = self.config.smtp
         if smtp is None:
             rendered = {"to": to, "subject": subject, "body": body, "template": template}
@@ -76,6 +79,14 @@ class Transports:
         msg_id = mail.message_id(call.call_key, smtp.sender, to, subject, body)
         mail.send(smtp, mail.build_message(smtp, to, subject, body, msg_id))
         return {"message_id": msg_id}, None
+
+
+def _one_message_recipient(to: Any) -> None:
+    """send_message's `to` names one recipient of the channel: no list, no line break."""
+    if not isinstance(to, str) or not to.strip():
+        raise PermanentActionError(f"send_message: `to` is empty: {to!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in to) or any(sep in to for sep in ",;"):
+        raise PermanentActionError(f"send_message: `to` must be one recipient: {to!r}")
 
 
 def _outbox_row(name: str, args: dict[str, Any], call: ActionCall) -> OutboxRow:
