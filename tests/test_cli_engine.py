@@ -105,7 +105,12 @@ def test_versions_revert_uses_pause_enable(published):
     ('{"id": "g1"}', "field 'email': missing required field"),
     ('{"id": "g1", "email": "e", "age": "old"}', "field 'age': expected int"),
     ("x" * 1_100_000, "payload too large"),
-], ids=["malformed", "missing", "mistyped", "oversized"])
+    ('{"id": "\\ud800", "email": "e"}', "field 'id': not valid Unicode text (a lone surrogate"),
+    ('{"id": "g1", "email": "e", "age": 1180591620717411303424}', "field 'age': integer 1180591620717411303424 "
+                                                               "is out of the 64-bit range"),
+    ('{"id": "g1", "email": "e", "\\udfff": 1}', "field '\\udfff': unknown field"),
+], ids=["malformed", "missing", "mistyped", "oversized", "lone-surrogate", "int-above-64-bits",
+        "surrogate-field-name"])
 def test_bad_events_exit_1_with_field_and_reason_and_are_recorded(published, payload, message):
     t = published
     proc = wt(t, "emit", "guest.added", "-", stdin=payload)

@@ -64,7 +64,7 @@ def ev(schema, expression: str, event: dict | None = None, trigger: str | None =
         ("category", "VIP"),
         ("age", None),
         ("company", None),
-        ("score", 80),
+        ("score", 80.0),  # a float field holds a float, whatever the payload wrote (SPEC 2.6)
         ("score / 2", 40.0),
         ("len(tags)", 2),
         ("tags", ["press", "vip"]),

@@ -169,3 +169,40 @@ def test_random_payloads_never_raise_anything_but_event_error(data):
         validate_event(GUEST, data if isinstance(data, dict) else {"id": data})
     except EventError:
         pass
+
+
+@pytest.mark.parametrize("change, field, reason", [
+    ({"age": 2**63}, "age", "integer 9223372036854775808 is out of the 64-bit range"),
+    ({"age": -(2**63) - 1}, "age", "is out of the 64-bit range"),
+    ({"age": 1e300}, "age", "is out of the 64-bit range"),
+    ({"score": 10**400}, "score", "is too large for a float"),
+    ({"score": float("nan")}, "score", "not a finite number"),
+    ({"id": "a\ud800b"}, "id", "not valid Unicode text (a lone surrogate at character 1)"),
+    ({"category": "\udfff"}, "category", "lone surrogate"),
+    ({"tags": ["ok", "\ud83d"]}, "tags[1]", "lone surrogate"),
+    ({"extra": {"k": [1, float("-inf")]}}, "extra.k[1]", "-Infinity is not a finite number"),
+    ({"extra": {"k": float("nan")}}, "extra.k", "NaN is not a finite number"),
+    ({"extra": [2**64]}, "extra[0]", "out of the 64-bit range"),
+    ({"extra": {"\ud800": 1}}, "extra", "lone surrogate"),
+    ({"extra": "\udc00"}, "extra", "lone surrogate"),
+    ({"grace": 10**30}, "grace", "out of range"),
+    ({"grace": "99999999999w"}, "grace", "out of range"),
+    ({"registered_at": "9999-12-31T23:59:00-01:00"}, "registered_at", "out of the datetime range"),
+    ({"\ud800x": 1}, "\\ud800x", "unknown field"),
+])
+def test_values_at_the_boundary_are_refused_with_the_field_named(change, field, reason):
+    with pytest.raises(EventError) as info:
+        validate_event(GUEST, {**GOOD, **change})
+    assert info.value.field == field and reason in str(info.value), str(info.value)
+    str(info.value).encode("utf-8")  # the message itself is printable text
+
+
+def test_int_edges_fit_floats_are_floats_and_json_takes_null():
+    event = validate_event(GUEST, {**GOOD, "age": 2**63 - 1, "score": 80})
+    assert event["age"] == 2**63 - 1
+    assert event["score"] == 80.0 and isinstance(event["score"], float)  # SPEC 2.6: renders 80.0
+    assert validate_event(GUEST, {**GOOD, "age": -(2**63)})["age"] == -(2**63)
+    required_json = TriggerSchema("t.j", object_of({"j": JSON}))
+    assert validate_event(required_json, {"j": None}) == {"j": None}  # SPEC 2.7: json includes null
+    with pytest.raises(EventError, match="field 'j': missing required field"):
+        validate_event(required_json, {})

@@ -470,8 +470,10 @@ class Engine:
 
     def _reject(self, trigger: str | None, data: Any, now: dt.datetime, error: str) -> None:
         text = data if isinstance(data, str) else _dumps(data, lenient=True)
-        self.store.insert_event(trigger if isinstance(trigger, str) else None, text[:10_000],
-                                format_datetime(now), "rejected", error=error)
+        # what was refused may hold lone surrogates, which no UTF-8 column can store: escaped
+        name = _storable(trigger) if isinstance(trigger, str) else None
+        self.store.insert_event(name, _storable(text[:10_000]), format_datetime(now), "rejected",
+                                error=_storable(error))
 
     def ingest(self, lines: Iterable[str], on_line: Callable[[int, str | None], None] | None = None,
                commit_every: int = 100) -> tuple[int, list[tuple[int, str]]]:
@@ -1033,6 +1035,11 @@ def _call_with_key(fn: Callable[..., Any], args: dict[str, Any], key: str) -> An
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
                            default=values.to_json).encode
+
+
+def _storable(text: str) -> str:
+    """Text with lone surrogates written as `\\udXXX` escapes, so it can be stored and printed."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _dump_values(value: Any) -> str:

@@ -23,6 +23,8 @@ MAX_DEPTH = 32  # nesting of lists and objects
 
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _UNITS = (604800, 86400, 3600, 60, 1)
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # SPEC 2.7: an int in a payload is 64-bit signed
+_MAX_SECONDS = dt.timedelta.max.total_seconds()
 
 
 class _FieldError(Exception):
@@ -39,7 +41,7 @@ def validate_event(schema: TriggerSchema, data: Any) -> dict[str, Any]:
     try:
         return _object(schema.type, data, "", 0)
     except _FieldError as exc:
-        raise EventError(f"{schema.name}: field '{exc.path}': {exc.reason}",
+        raise EventError(f"{schema.name}: field '{exc.path}': {_shown_key(exc.reason)}",
                          trigger=schema.name, field=exc.path) from None
 
 
@@ -73,10 +75,10 @@ def _object(typ: Type, data: dict, prefix: str, depth: int) -> dict[str, Any]:
         if key not in declared:
             close = difflib.get_close_matches(str(key), list(declared), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise _FieldError(prefix + str(key), f"unknown field{hint}")
+            raise _FieldError(prefix + _shown_key(key), f"unknown field{hint}")
     for name, ftype in typ.fields:
         path = prefix + name
-        if name not in data or data[name] is None:
+        if name not in data or (data[name] is None and ftype.kind not in ("json", "any")):
             if not ftype.optional:
                 raise _FieldError(path, f"missing required field of type {ftype}"
                                   if name not in data else f"null is not a {ftype}")
@@ -98,23 +100,21 @@ def _value(typ: Type, value: Any, path: str, depth: int) -> Any:
         return _json(value, path, depth)
     if kind == "str":
         if isinstance(value, str):
-            return value
+            return _text(value, path)
     elif kind == "enum":
         if isinstance(value, str):
-            if value in typ.values:
+            if value in typ.values or not _text(value, path):
                 return value
             allowed = ", ".join(f"'{v}'" for v in typ.values)
             raise _FieldError(path, f"'{value}' is not one of {allowed}")
     elif kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return _int(value, path)
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            return _int(int(value), path)
     elif kind == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if isinstance(value, float) and not math.isfinite(value):
-                raise _FieldError(path, "not a finite number")
-            return value
+            return _float(value, path)
     elif kind == "bool":
         if isinstance(value, bool):
             return value
@@ -140,6 +140,45 @@ def _value(typ: Type, value: Any, path: str, depth: int) -> Any:
     raise _FieldError(path, f"expected {typ.base}, got {_kind(value)}")
 
 
+def _text(value: str, path: str) -> str:
+    """The string, unless it holds a lone surrogate (JSON's `"\\ud800"`): not Unicode text, so
+    it could be neither stored nor printed."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _FieldError(path, f"not valid Unicode text (a lone surrogate at character {exc.start})") from None
+    return value
+
+
+def _int(value: int, path: str) -> int:
+    if not INT_MIN <= value <= INT_MAX:
+        raise _FieldError(path, f"integer {_short_number(value)} is out of the 64-bit range "
+                                f"({INT_MIN}..{INT_MAX})")
+    return value
+
+
+def _float(value: int | float, path: str) -> float:
+    """A float field's value as a float (SPEC 2.6: `80` renders as `80.0`), finite."""
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _FieldError(path, f"number {_short_number(value)} is too large for a float") from None
+    if not math.isfinite(number):
+        raise _FieldError(path, "not a finite number")
+    return number
+
+
+def _short_number(value: int | float) -> str:
+    text = str(value)
+    return text if len(text) <= 30 else f"{text[:12]}…({len(text)} digits)"
+
+
+def _shown_key(key: Any) -> str:
+    """A field name for messages: printable whatever it holds (lone surrogates escaped)."""
+    return str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _datetime(value: Any, path: str) -> dt.datetime:
     if isinstance(value, dt.datetime):
         parsed = value
@@ -155,30 +194,50 @@ def _datetime(value: Any, path: str) -> dt.datetime:
         raise _FieldError(path, f"expected datetime, got {_kind(value)}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:  # 9999-12-31T23:59-01:00 is past the last representable instant
+        raise _FieldError(path, f"'{value}' is out of the datetime range") from None
 
 
 def _duration(value: Any, path: str) -> dt.timedelta:
     if isinstance(value, dt.timedelta):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return dt.timedelta(seconds=value)
+        return _seconds(value, path)
     if isinstance(value, str) and value:
         match = _DURATION.match(value)
         if match and any(match.groups()):
-            return dt.timedelta(seconds=sum(int(g or 0) * u for g, u in zip(match.groups(), _UNITS, strict=False)))
+            return _seconds(sum(int(g or 0) * u for g, u in zip(match.groups(), _UNITS, strict=False)), path)
         raise _FieldError(path, f"'{value}' is not a duration (seconds, or like '1h30m')")
     raise _FieldError(path, f"expected duration (seconds), got {_kind(value)}")
 
 
+def _seconds(value: int | float, path: str) -> dt.timedelta:
+    if abs(value) > _MAX_SECONDS:
+        raise _FieldError(path, f"duration of {_short_number(value)} seconds is out of range")
+    return dt.timedelta(seconds=value)
+
+
 def _json(value: Any, path: str, depth: int) -> Any:
+    """Any JSON value, checked as the typed fields are: text is Unicode, numbers are finite,
+    integers fit 64 bits (what the store can hold and every reader parses back the same)."""
     if depth > MAX_DEPTH:
         raise _FieldError(path, f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
-        return {str(k): _json(v, path, depth + 1) for k, v in value.items()}
+        return {_text(str(k), path): _json(v, f"{path}.{_shown_key(k)}", depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json(v, path, depth + 1) for v in value]
-    if value is None or isinstance(value, (str, bool, int, float)):
+        return [_json(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _text(value, path)
+    if isinstance(value, int):
+        return _int(value, path)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            shown = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+            raise _FieldError(path, f"{shown} is not a finite number (JSON has no NaN or Infinity)")
         return value
     raise _FieldError(path, f"{_kind(value)} is not a JSON value")
 
@@ -211,7 +270,7 @@ def coerce_value(typ: Type, value: Any, what: str) -> Any:
         return _value(typ, value, "", 0)
     except _FieldError as exc:
         where = f" at '{exc.path}'" if exc.path else ""
-        raise EventError(f"{what}{where}: {exc.reason}") from None
+        raise EventError(f"{what}{where}: {_shown_key(exc.reason)}") from None
 
 
 def parse_event_line(line: str) -> tuple[str, dt.datetime | None, Any]:
