@@ -156,13 +156,41 @@ def _arith(op: str, compute: Callable[[Any, Any], Any], allowed: Callable[[Any, 
         if not allowed(a, b):
             raise _fail(op, a, b)
         try:
-            return compute(a, b)
+            result = compute(a, b)
         except ZeroDivisionError:
             raise RuntimeFailure("division by zero") from None
-        except (TypeError, OverflowError, ValueError):
+        except OverflowError:
+            raise _overflow(op, a, b) from None
+        except (TypeError, ValueError):
             raise _fail(op, a, b) from None
+        return _finite(result, op, a, b)
 
     return arith
+
+
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # SPEC 2.7: ints are 64-bit, in payloads and results
+
+
+def _finite(result: Any, op: str, a: Any, b: Any) -> Any:
+    """SPEC 2.7: a result that is not a finite number (or an int past 64 bits) is a run-time error."""
+    cls = result.__class__
+    if cls is float:
+        if result - result != 0.0:  # inf or NaN, without a call per operation
+            raise RuntimeFailure(f"arithmetic overflow: {_show(a)} {op} {_show(b)} is not a finite number")
+    elif cls is int and not INT_MIN <= result <= INT_MAX:
+        raise RuntimeFailure(f"arithmetic overflow: {_show(a)} {op} {_show(b)} is outside the 64-bit integer range")
+    return result
+
+
+def _overflow(op: str, a: Any, b: Any) -> RuntimeFailure:
+    if isinstance(a, (dt.date, dt.timedelta)) or isinstance(b, (dt.date, dt.timedelta)):
+        return RuntimeFailure(f"{_show(a)} {op} {_show(b)}: the result is out of the datetime range")
+    return RuntimeFailure(f"arithmetic overflow: {_show(a)} {op} {_show(b)} is not a finite number")
+
+
+def _show(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:20] + "…"
 
 
 def _add_ok(a: Any, b: Any) -> bool:
@@ -227,8 +255,13 @@ mod = _arith("%", lambda a, b: a % b, _mod_ok)
 def neg(value: Any) -> Any:
     if value is None:
         return None
-    if _is_number(value) or isinstance(value, dt.timedelta):
-        return -value
+    if _is_number(value):
+        return _finite(-value, "-", 0, value)
+    if isinstance(value, dt.timedelta):
+        try:
+            return -value
+        except OverflowError:
+            raise RuntimeFailure(f"-{_show(value)}: the result is out of the duration range") from None
     raise RuntimeFailure(f"cannot negate {type_name(value)}")
 
 
