@@ -553,9 +553,19 @@ def test_load_sources_missing_paths_raise_source_error(tmp_path: Path) -> None:
         load_sources(str(tmp_path / "missing.rules"))
     with pytest.raises(SourceError, match="no .rules files"):
         load_sources(tmp_path)
-    (tmp_path / "bad.rules").write_bytes(b"\xff\xfe")
-    with pytest.raises(SourceError, match="UTF-8"):
-        load_sources(tmp_path / "bad.rules")
+
+
+
+def test_a_file_that_is_not_utf8_is_E001_at_its_line_and_hides_nothing_else(tmp_path: Path) -> None:
+    (tmp_path / "a.rules").write_text('trigger a.b { x: str }\nrule "A" when a.b then log(message: x) end\n')
+    (tmp_path / "b.rules").write_bytes(b'rule "B" when a.b then\n  log(message: "caf' + b"\xe9\"\nend\n")
+    (tmp_path / "c.rules").write_text('rule "C" when a.c then stop end\n')
+    diagnostics = check_program(load_sources(tmp_path)).diagnostics
+    found = [(Path(d.file).name, d.line, d.column, d.code) for d in diagnostics]
+    assert found == [("b.rules", 2, 20, "E001"), ("c.rules", 1, 15, "E101")]
+    assert "not UTF-8 text (byte 0xe9" in diagnostics[0].message
+    (tmp_path / "d.rules").write_bytes(b"\xff\xfe")
+    assert [d.code for d in check_program(load_sources(tmp_path / "d.rules")).diagnostics] == ["E001"]
 
 
 def test_what_counts_as_source_text() -> None:

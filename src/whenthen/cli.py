@@ -43,7 +43,7 @@ def print_diagnostics(diagnostics: list[Diagnostic], fmt: str = "text") -> None:
     for d in diagnostics:
         if d.file not in texts:
             try:
-                texts[d.file] = Path(d.file).read_text(encoding="utf-8")
+                texts[d.file] = Path(d.file).read_bytes().decode("utf-8", "replace")
             except OSError:
                 texts[d.file] = None
         click.echo(d.render(texts[d.file]), err=True)

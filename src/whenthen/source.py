@@ -13,6 +13,9 @@ class Source:
 
     name: str
     text: str
+    # (character offset, reason) of the first byte that is not UTF-8: the file is reported as E001
+    # there instead of parsed (its text holds U+FFFD replacements so lines still show)
+    decode_error: tuple[int, str] | None = field(default=None, compare=False)
     _line_starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

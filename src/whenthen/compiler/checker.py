@@ -82,7 +82,13 @@ def check_program(sources: Sequence[Source], schema: Schema | None = None) -> Ch
     diagnostics: list[Diagnostic] = []
     for source in sources:
         try:
-            file, parse_diags = parse(source)
+            if source.decode_error is not None:  # not UTF-8: one E001, the other files go on
+                offset, reason = source.decode_error
+                line, column = source.line_col(offset)
+                span = Span(source.name, offset, offset + 1, line, column, line, column + 1)
+                file, parse_diags = ast.File(source.name, ()), [error(span, "E001", reason)]
+            else:
+                file, parse_diags = parse(source)
         except Exception as exc:  # a parser bug must not hide the other files
             file, parse_diags = ast.File(source.name, ()), [_internal(_file_span(source), "parser", exc)]
         files.append(file)

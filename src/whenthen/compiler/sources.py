@@ -79,8 +79,13 @@ def _load_path(path: Path) -> list[Source]:
 
 def _read(path: Path) -> Source:
     try:
-        return Source(str(path), path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise SourceError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raw = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"{path}: {exc.strerror or exc}") from exc
+    try:
+        return Source(str(path), raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        # SPEC 2.7: a diagnostic (E001), so the other files are still checked and reported
+        offset = len(raw[:exc.start].decode("utf-8", "replace"))
+        reason = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte offset {exc.start}: {exc.reason})"
+        return Source(str(path), raw.decode("utf-8", "replace"), decode_error=(offset, reason))
