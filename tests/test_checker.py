@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _models import GUEST_ADDED
+from _paths import conformance_dir
 from whenthen.compiler import types as T
 from whenthen.compiler.checker import check_expr, check_program
 from whenthen.compiler.decls import Schema, TriggerSchema
@@ -22,20 +24,8 @@ from whenthen.stdlib import default_schema
 from whenthen.stdlib.functions import FUNCTIONS, FunctionContext
 
 REPO = Path(__file__).resolve().parent.parent
-CONFORMANCE = REPO.parent / "shared" / "conformance"
 
-SCHEMA = """\
-trigger guest.added {
-  id: str
-  first_name: str
-  email: str
-  category: 'VIP' | 'Visitor' | 'Press'
-  company: str?
-  age: int?
-  tags: list[str]
-  registered_at: datetime
-  address: { city: str, zip: str? }
-}
+SCHEMA = GUEST_ADDED + """\
 trigger guest.replied { guest_id: str, text: str, thread: str }
 trigger form.submitted { form: str, track_id: str, score: int }
 action set_status(guest_id: str, status: str)
@@ -85,7 +75,7 @@ def test_the_schema_and_a_typical_rule_are_clean() -> None:
 
 
 def _case_dirs() -> list[Path]:
-    return sorted(p for p in CONFORMANCE.iterdir() if p.is_dir()) if CONFORMANCE.exists() else []
+    return sorted(p for p in conformance_dir().iterdir() if p.is_dir())
 
 
 @pytest.mark.parametrize("case", [d for d in _case_dirs() if not (d / "expect-diagnostics.json").exists()],

@@ -1,22 +1,21 @@
 """Golden tests: each testdata/diagnostics/*.rules checked alone, rendered with carets (and as JSON
-for json.rules), compared with the `.expected` file beside it. Regenerate with UPDATE_GOLDEN=1."""
+for json.rules), compared with the `.expected` file beside it. Regenerate with WHENTHEN_UPDATE_GOLDENS=1."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 
+from _paths import compare_golden
 from whenthen.compiler.checker import check_program
 from whenthen.diagnostics import render_all
 from whenthen.source import Source
 
 GOLDEN = Path(__file__).resolve().parent.parent / "testdata" / "diagnostics"
 CASES = sorted(GOLDEN.glob("*.rules"))
-UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
 def _diagnose(path: Path):
@@ -26,11 +25,7 @@ def _diagnose(path: Path):
 
 
 def _compare(expected_path: Path, actual: str) -> None:
-    if UPDATE:
-        expected_path.write_text(actual, encoding="utf-8")
-        return
-    assert expected_path.exists(), f"missing {expected_path.name}: run with UPDATE_GOLDEN=1"
-    assert actual == expected_path.read_text(encoding="utf-8")
+    compare_golden(expected_path, actual)
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])

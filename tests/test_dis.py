@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from _paths import compare_golden
 from _vm_support import compile_text
 from whenthen.compiler.dis import disasm_paths, disassemble
 from whenthen.diagnostics import CompileError, WhenthenError
@@ -19,9 +19,7 @@ CASES = sorted(GOLDENS.glob("*.rules"))
 def test_listing_matches_golden(rules: Path) -> None:
     listing = disasm_paths([rules])
     golden = rules.with_suffix(".dis")
-    if os.environ.get("WHENTHEN_UPDATE_GOLDENS"):
-        golden.write_text(listing, encoding="utf-8")
-    assert listing == golden.read_text(encoding="utf-8")
+    compare_golden(golden, listing)
 
 
 def test_listing_shows_source_lines_jump_targets_and_meanings() -> None:

@@ -11,16 +11,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from _paths import conformance_files
 from whenthen.grammar import ast
 from whenthen.grammar.parser import parse
 from whenthen.source import Source
 from whenthen.tools.fmt import FormatError, format_source
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFORMANCE = Path("/work/shared/conformance")
-CORPUS = sorted((ROOT / "examples").glob("*.rules")) + (
-    sorted(CONFORMANCE.glob("*/*.rules")) if CONFORMANCE.exists() else []
-)
+CORPUS = sorted((ROOT / "examples").glob("*.rules")) + conformance_files("*/*.rules")
 
 
 def parsed(text: str) -> ast.File:

@@ -1,12 +1,11 @@
 """Flow and chain graphs: golden Mermaid and DOT files, rule lookup by name, and `uses --path`.
 
-Regenerate the goldens with `UPDATE_GOLDEN=1 pytest tests/test_graph.py` and review the diff.
+Regenerate the goldens with `WHENTHEN_UPDATE_GOLDENS=1 pytest tests/test_graph.py` and review the diff.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,17 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from _paths import compare_golden
 from whenthen.tools.graph import chain_graph, graph_for, program_rules, rule_flow, to_dot, to_mermaid
 
 DATA = Path(__file__).resolve().parent.parent / "testdata" / "graph"
-UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
 def golden(name: str, actual: str) -> None:
-    path = DATA / name
-    if UPDATE:
-        path.write_text(actual, encoding="utf-8")
-    assert actual == path.read_text(encoding="utf-8"), f"{name} changed (UPDATE_GOLDEN=1 to accept)"
+    compare_golden(DATA / name, actual)
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

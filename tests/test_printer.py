@@ -8,14 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _paths import conformance_dir, conformance_files
 from strategies import exprs, programs
 from whenthen.grammar import ast
 from whenthen.grammar.parser import parse, parse_expr
 from whenthen.grammar.printer import format_duration, format_float, print_expr, print_file, print_item
 from whenthen.source import Source
 
-CONFORMANCE = Path("/work/shared/conformance")
-CONFORMANCE_FILES = sorted(CONFORMANCE.rglob("*.rules")) if CONFORMANCE.exists() else []
+CONFORMANCE = conformance_dir()
+CONFORMANCE_FILES = conformance_files("**/*.rules")
 
 
 def reparse(text: str, name: str = "gen.rules") -> ast.File:

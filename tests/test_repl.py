@@ -21,6 +21,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from pygments.token import Error, Keyword, Name, Number, Operator, Punctuation, String
 
+from _models import GUEST_ADDED
 from whenthen.repl.app import HISTORY_ENV, build_prompt_session, make_history, run_interactive, status_line
 from whenthen.repl.completion import WhenthenCompleter
 from whenthen.repl.lexer import ReplLexer, WhenthenLexer
@@ -30,18 +31,7 @@ NOW = dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC)
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
-SCHEMA = """
-trigger guest.added {
-  id: str
-  first_name: str
-  email: str
-  category: 'VIP' | 'Visitor' | 'Press'
-  company: str?
-  age: int?
-  tags: list[str]
-  registered_at: datetime
-  address: { city: str, zip: str? }
-}
+SCHEMA = "\n" + GUEST_ADDED + """\
 trigger email.opened { guest_id: str, campaign: str }
 action set_status(guest_id: str, status: str)
 """

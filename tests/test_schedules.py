@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shlex
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -19,7 +19,7 @@ from whenthen.calendar import describe, latest_fire, next_fire, slots, wall_to_i
 PARIS = "Europe/Paris"  # 2026: spring forward 03-29 02:00 CET -> 03:00 CEST; fall back 10-25 03:00 -> 02:00
 NEW_YORK = "America/New_York"  # 2026: spring forward 03-08 02:00 -> 03:00; fall back 11-01 02:00 -> 01:00
 TESTDATA = Path(__file__).parent.parent / "testdata"
-WHENTHEN = shutil.which("whenthen") or "whenthen"
+WHENTHEN = [sys.executable, "-m", "whenthen"]  # this interpreter's whenthen, never PATH's
 
 
 def utc(*args: int) -> dt.datetime:
@@ -189,7 +189,7 @@ def test_next_and_latest_are_consistent(schedule, zone, naive_after):
 
 
 def run_cli(*args: str, cwd: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([WHENTHEN, *args], capture_output=True, text=True, cwd=cwd, input=stdin, timeout=60)
+    return subprocess.run([*WHENTHEN, *args], capture_output=True, text=True, cwd=cwd, input=stdin, timeout=60)
 
 
 def test_simulate_case_with_reminders_and_schedules():

@@ -6,9 +6,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from _paths import conformance_files
 from whenthen.runtime.simulate import render_text, simulate
-
-CONFORMANCE = Path("/work/shared/conformance")
 
 RULES = """
 trigger job.created { id: str, size: int }
@@ -107,7 +106,9 @@ def test_program_errors_stop_before_playing(tmp_path):
 
 
 def test_conformance_cases_through_the_api():
-    for case in sorted(CONFORMANCE.glob("0[1-6]*")):
+    cases = conformance_files("0[1-6]*")
+    assert len(cases) == 6, [c.name for c in cases]  # checking zero cases must not pass
+    for case in cases:
         expect = [json.loads(line) for line in (case / "expect.jsonl").read_text().splitlines() if line.strip()]
         result = simulate([case], case / "events.jsonl")
         summary = [e for e in expect if e["kind"] == "summary"][0]["rules"]

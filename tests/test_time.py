@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from whenthen.runtime.simulate import simulate
 
-WHENTHEN = shutil.which("whenthen") or "whenthen"
+WHENTHEN = [sys.executable, "-m", "whenthen"]  # this interpreter's whenthen, never PATH's
 
 SCHEMA = "trigger appt.booked { id: str, starts_at: datetime, day: date }\n"
 
@@ -102,7 +102,7 @@ def test_wait_until_across_dst_resumes_at_the_right_instant_in_a_worker(tmp_path
         'rule "Remind" when appt.booked then wait until starts_at - 1h; log(message: "see you at {starts_at}")\n')
 
     def cli(now: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        done = subprocess.run([WHENTHEN, "--db", str(tmp_path / "wt.db"), "--now", now, *args], cwd=tmp_path,
+        done = subprocess.run([*WHENTHEN, "--db", str(tmp_path / "wt.db"), "--now", now, *args], cwd=tmp_path,
                               capture_output=True, text=True, input=stdin, timeout=60)
         assert done.returncode == 0, done.stderr
         return done

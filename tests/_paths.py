@@ -1,0 +1,40 @@
+"""Where tests find shared data: the repository, the shared conformance cases, golden updates."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TESTDATA = REPO / "testdata"
+CONFORMANCE = REPO.parent / "shared" / "conformance"  # ../shared/conformance from the repo root
+# One switch for every golden test: WHENTHEN_UPDATE_GOLDENS=1 rewrites the files instead of comparing.
+UPDATE_GOLDENS = os.environ.get("WHENTHEN_UPDATE_GOLDENS") == "1"
+
+
+def conformance_dir() -> Path:
+    """The shared conformance folder; a missing one fails loudly instead of checking nothing."""
+    if not (CONFORMANCE / "run").exists() and not any(CONFORMANCE.glob("*/*.rules")):
+        pytest.fail(f"the shared conformance cases are missing: expected them at {CONFORMANCE} "
+                    "(../shared/conformance relative to the repository root)", pytrace=False)
+    return CONFORMANCE
+
+
+def conformance_files(pattern: str) -> list[Path]:
+    """Files of the conformance cases matching `pattern` (a glob); never an empty list."""
+    found = sorted(conformance_dir().glob(pattern))
+    if not found:
+        pytest.fail(f"no conformance file matches {pattern!r} under {CONFORMANCE}", pytrace=False)
+    return found
+
+
+def compare_golden(path: Path, actual: str) -> None:
+    """Assert `actual` equals the golden file, or rewrite it under WHENTHEN_UPDATE_GOLDENS=1."""
+    if UPDATE_GOLDENS:
+        path.write_text(actual, encoding="utf-8")
+        return
+    assert path.exists(), f"missing golden {path.name}: run with WHENTHEN_UPDATE_GOLDENS=1 and review the diff"
+    assert actual == path.read_text(encoding="utf-8"), \
+        f"{path.name} changed (WHENTHEN_UPDATE_GOLDENS=1 to accept, then review the diff)"
