@@ -337,6 +337,10 @@ class Engine:
 
         if not isinstance(program, Program):
             program = compile(program, self.schema)
+        with self.store.batch():  # one transaction: the whole program or nothing, even if the process dies
+            return self._publish_compiled(program, author, enable)
+
+    def _publish_compiled(self, program: Any, author: str | None, enable: bool) -> list[Published]:
         at = format_datetime(self.clock.now())
         for name, trig in program.schema.triggers.items():
             if trig.origin in ("program", "host"):  # host ones too: a CLI worker can then validate
