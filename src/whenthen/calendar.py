@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
-
-from whenthen.values import format_datetime, format_duration, zone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -102,6 +101,8 @@ def slots(schedule: dict[str, Any], timezone: str, after: dt.datetime, until: dt
 
 def describe(schedule: dict[str, Any], timezone: str) -> str:
     """The schedule as written (`every day at 09:00`), with the zone of wall-clock forms."""
+    from whenthen.values import format_datetime, format_duration  # keeps msgpack out of `check`
+
     kind = schedule.get("kind")
     if kind == "every":
         return f"every {format_duration(_every_step(schedule))}"
@@ -109,6 +110,17 @@ def describe(schedule: dict[str, Any], timezone: str) -> str:
         return f"at {format_datetime(_aware(schedule['when']))}"
     text = f'cron "{schedule["expr"]}"' if kind == "cron" else f"every {schedule['day']} at {schedule['time']}"
     return text if timezone == "UTC" else f"{text} ({timezone})"
+
+
+@lru_cache(maxsize=64)
+def zone(name: str | None) -> dt.tzinfo:
+    """The tzinfo of a time-zone name; UTC for None, 'UTC' or an unknown name."""
+    if not name or name == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 def to_utc(value: dt.datetime) -> dt.datetime:

@@ -11,12 +11,11 @@ import datetime as dt
 import json
 import math
 import struct
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgpack
 
+from whenthen.calendar import zone
 from whenthen.diagnostics import WhenthenError
 
 UTC = dt.UTC
@@ -88,20 +87,6 @@ def normalize(value: Any) -> Any:
     if isinstance(value, dict):
         return {key if isinstance(key, str) else str(key): normalize(item) for key, item in value.items()}
     raise UnstorableValue(f"a value of type {type(value).__name__} is not a whenthen value")
-
-
-# ----------------------------------------------------------------------------- time zones
-
-
-@lru_cache(maxsize=64)
-def zone(name: str | None) -> dt.tzinfo:
-    """The tzinfo of a time-zone name; UTC for None, 'UTC' or an unknown name."""
-    if not name or name == "UTC":
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC
 
 
 # ----------------------------------------------------------------------------- rendering
