@@ -30,6 +30,7 @@ ATOMS = [
     "j != 2.5", "j starts with 'a'",
     "d > 2026-01-01T00:00Z", "d + 1d > 2026-01-02T00:00:00Z", "d = 2026-01-01T00:00:00Z",
     "e = 'a'", "e in ['a', 'b']", "e != 'c'",
+    "{a: s, n: 1}.a = s", "j = {k: 1}", "j != {k: i, l: [s]}", "{o: {p: i}}.o.p > 1",
 ]
 
 conditions = st.recursive(

@@ -59,6 +59,20 @@ def test_loop_limit_fails_the_run_cleanly() -> None:
     assert isinstance(result, Failed) and "loop limit exceeded" in result.error
 
 
+def test_a_full_loop_of_10_000_iterations_fits_the_step_budget() -> None:
+    # a realistic body (a template, arithmetic, a condition, an action) on every allowed iteration
+    body = ("for it in items\n  let label = \"{it} for {customer_id}\"\n  let size = len(label) + len(it) * 2\n"
+            "  if size > 1000 then break end\n  log(message: label)\nend")
+    result, found = calls(body, {**EVENT, "items": [f"i{n}" for n in range(10_000)]})
+    assert isinstance(result, Done), result
+    assert len(found) == 10_000 and messages(found)[-1] == "i9999 for c1"
+
+
+def test_nested_loops_that_never_wait_hit_the_step_budget() -> None:
+    result, _ = calls("repeat 10000 times; repeat 10000 times; let y = 1; end; end")
+    assert isinstance(result, Failed) and "step budget exceeded" in result.error
+
+
 def test_loops_compile_to_jumps() -> None:
     text = disassemble(only_rule(rule("for it in items; log(message: it); end")))
     assert "LOOP_LIST" in text and "FOR_ITER" in text and "JUMP" in text

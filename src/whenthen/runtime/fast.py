@@ -156,6 +156,12 @@ class _Generator:
                                       [i.value for i in items]))
                 else:
                     stack.append(_Val("[" + ", ".join(i.src for i in items) + "]"))
+            elif op is Opcode.BUILD_OBJECT:
+                keys = code.consts[arg]
+                items = stack[len(stack) - len(keys):] if keys else []
+                del stack[len(stack) - len(keys):]
+                # keys are names (SPEC 2.3), so their repr is a plain Python string literal
+                stack.append(_Val("{" + ", ".join(f"{k!r}: {v.src}" for k, v in zip(keys, items, strict=True)) + "}"))
             elif op is Opcode.FORMAT:
                 stack.append(_Val(f"_render({stack.pop().src}, {self.timezone!r})"))
             elif op is Opcode.BUILD_STRING:

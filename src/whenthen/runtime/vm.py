@@ -20,7 +20,9 @@ from whenthen.runtime import ops
 from whenthen.stdlib.functions import FUNCTIONS, FunctionContext
 from whenthen.values import UTC, UnstorableValue, normalize, pack, render, to_json, type_name, unpack
 
-MAX_STEPS = 100_000  # instructions per activation
+# instructions per activation: room for a full 10,000-iteration loop (SPEC 2.5) of ~100 instructions
+# per iteration; nested loops that never wait are what it stops
+MAX_STEPS = 1_000_000
 MAX_EMIT_DEPTH = 32
 FRAME_FORMAT = 1
 
