@@ -113,3 +113,47 @@ def test_conformance_cases_through_the_api():
         result = simulate([case], case / "events.jsonl")
         summary = [e for e in expect if e["kind"] == "summary"][0]["rules"]
         assert {k: result.summary[k] for k in summary} == summary, case.name
+
+
+def test_a_line_whose_at_goes_backwards_is_invalid_and_skipped(tmp_path):
+    rules, events = write(tmp_path, RULES, [
+        '{"trigger": "job.created", "at": "2026-11-22T10:00:00Z", "data": {"id": "j1", "size": 3}}',
+        '{"trigger": "job.created", "at": "2026-11-22T09:00:00Z", "data": {"id": "j2", "size": 3}}',
+        '{"trigger": "job.created", "data": {"id": "j3", "size": 3}}',
+    ])
+    result = simulate([rules], events)
+    assert result.event_errors == [
+        f"{events}:2: error: job.created: 'at' 2026-11-22T09:00:00Z is earlier than the previous line's "
+        "(2026-11-22T10:00:00Z); events are played in file order"]
+    assert result.summary["Quote"]["runs"] == 2  # j1 and j3 (at 10:00, the previous valid line's time)
+    quoted = [r["args"]["size"] for r in result.trace if r.get("action") == "price"]
+    assert quoted == [3, 3] and all(r["at"] >= "2026-11-22T10:00:00Z" for r in result.trace)
+
+
+def test_a_line_that_is_not_utf8_spoils_that_line_only(tmp_path):
+    rules, events = write(tmp_path, RULES, [])
+    events.write_bytes(b'{"trigger": "job.created", "at": "2026-11-22T10:00:00Z", "data": {"id": "j1", "size": 3}}\n'
+                       b'{"trigger": "job.created", "data": {"id": "j\xe9", "size": 3}}\n'
+                       b'{"trigger": "job.created", "data": {"id": "j3", "size": 3}}\n')
+    result = simulate([rules], events)
+    assert result.event_errors == [f"{events}:2: error: not UTF-8 text: byte 0xe9 at column 45"]
+    assert result.summary["Quote"]["runs"] == 2
+
+
+def test_host_code_runs_in_simulate_when_a_module_is_given(tmp_path):
+    """SPEC 5: a host module's code runs (it supplies results); stdlib actions never send."""
+    rules, events = write(tmp_path, RULES.replace("action price(size: int) -> { amount: float }\n", "")
+                          .replace('log(message: "quote {id}: {p.amount}")',
+                                   'send_email(to: "a@x.io", subject: "quote {p.amount}")'), [
+        '{"trigger": "job.created", "at": "2026-11-22T10:00:00Z", "data": {"id": "j1", "size": 3}}',
+    ])
+    calls: list[int] = []
+
+    def price(size: int) -> dict[str, float]:
+        calls.append(size)
+        return {"amount": 2.0}
+
+    result = simulate([rules], events, actions=[price])
+    assert calls == [3]
+    mail = [r for r in result.trace if r.get("action") == "send_email"]
+    assert mail[0]["args"] == {"to": "a@x.io", "subject": "quote 2.0"}

@@ -298,22 +298,25 @@ def emit(obj: Context, trigger: str, payload: str | None, actions: str | None) -
     """Validate and record one event, dispatch it, run until runs wait."""
     from whenthen.diagnostics import EventError
     from whenthen.runtime.events import parse_payload
+    from whenthen.runtime.jsonl import shown_line
 
+    raw: str | bytes
     if payload is None or payload == "-":
-        text = sys.stdin.read() if payload == "-" or not sys.stdin.isatty() else "{}"
+        raw = sys.stdin.buffer.read() if payload == "-" or not sys.stdin.isatty() else "{}"
     elif payload.startswith("@"):
         try:
-            text = Path(payload[1:]).read_text(encoding="utf-8")
+            raw = Path(payload[1:]).read_bytes()
         except OSError as exc:
             fail(f"cannot read {payload[1:]}: {exc.strerror}")
     else:
-        text = payload
+        raw = payload
     engine = _engine(obj, actions, runs_rules=True)
     try:
         try:
+            text = _utf8(raw, trigger)
             data = parse_payload(text, trigger)
         except EventError as exc:
-            engine.reject(trigger, text, str(exc))
+            engine.reject(trigger, shown_line(raw), str(exc))
             raise
         event_id = engine.emit(trigger, data)
     except EventError as exc:
@@ -323,22 +326,55 @@ def emit(obj: Context, trigger: str, payload: str | None, actions: str | None) -
     click.echo(f"event {event_id} accepted", err=True)
 
 
+def _utf8(raw: str | bytes, trigger: str) -> str:
+    """A payload's text: bytes (a file, stdin) must be UTF-8; an argument came through the
+    locale's decoding, which leaves undecodable bytes as lone surrogates."""
+    from whenthen.diagnostics import EventError
+
+    try:
+        if isinstance(raw, bytes):
+            return raw.decode("utf-8")
+        raw.encode("utf-8")
+        return raw
+    except UnicodeError as exc:
+        data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
+        start = exc.start if isinstance(raw, bytes) else len(raw[:exc.start].encode("utf-8", "surrogateescape"))
+        raise EventError(f"{trigger}: the payload is not UTF-8 text (byte 0x{data[start]:02x} at offset {start})",
+                         trigger=trigger) from None
+
+
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @_actions_option
 @click.pass_obj
 def ingest(obj: Context, file: str, actions: str | None) -> None:
-    """Emit every event of a JSONL file (`{"trigger": …, "data": {…}}` per line)."""
+    """Emit every event of a JSONL file (`{"trigger": …, "data": {…}}` per line).
+
+    The file is read line by line (memory stays bounded whatever its size); a bad line (not
+    UTF-8, not JSON, a bad field) is reported as FILE:LINE and the others go in."""
+    from whenthen.runtime.jsonl import raw_lines
+
     try:
-        lines = Path(file).read_text(encoding="utf-8").splitlines()
+        stream = open(file, "rb")  # noqa: SIM115 (closed below, after the engine has read it)
+        size = os.fstat(stream.fileno()).st_size
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror}")
     engine = _engine(obj, actions, runs_rules=True)
-    with click.progressbar(length=len(lines), label="ingest", file=sys.stderr) as bar:
-        accepted, rejected = engine.ingest(lines, on_line=lambda n, err: bar.update(1))
-    for number, error in rejected:
-        click.echo(f"{file}:{number}: error: {error}", err=True)
-    click.echo(f"{accepted} accepted, {len(rejected)} rejected", err=True)
+    rejected = 0
+    tty = sys.stderr.isatty()  # on a terminal the bar holds the line: an error starts a new one
+    with stream, click.progressbar(length=max(size, 1), label="ingest", file=sys.stderr) as bar:
+        def on_line(number: int, error: str | None) -> None:
+            nonlocal rejected
+            if error is not None:
+                rejected += 1
+                click.echo(f"{chr(10) if tty else ''}{file}:{number}: error: {error}", err=True)
+            bar.update(stream.tell() - bar.pos)
+
+        try:
+            accepted, _ = engine.ingest(raw_lines(stream), on_line=on_line, keep_rejected=False)
+        except OSError as exc:
+            fail(f"cannot read {file}: {exc.strerror or exc}")
+    click.echo(f"{accepted} accepted, {rejected} rejected", err=True)
     if rejected:
         sys.exit(EXIT_INPUT_ERROR)
 

@@ -479,28 +479,32 @@ class Engine:
         self.store.insert_event(name, _storable(text[:10_000]), format_datetime(now), "rejected",
                                 error=_storable(error))
 
-    def ingest(self, lines: Iterable[str], on_line: Callable[[int, str | None], None] | None = None,
-               commit_every: int = 100) -> tuple[int, list[tuple[int, str]]]:
+    def ingest(self, lines: Iterable[str | bytes], on_line: Callable[[int, str | None], None] | None = None,
+               commit_every: int = 100, keep_rejected: bool = True) -> tuple[int, list[tuple[int, str]]]:
         """Emit each JSON line `{"trigger": …, "data": {…}}`; returns (accepted, [(line, error)…]).
-        `on_line(line_number, error_or_None)` is called after each line (progress bars).
+        `on_line(line_number, error_or_None)` is called after each line (progress bars, and the
+        rejections as they happen: with `keep_rejected=False` they are not collected, so a file
+        of any size costs one line of memory). Lines may be bytes (`jsonl.raw_lines`): each is
+        checked as UTF-8 on its own, and a bad one is rejected, not the file.
 
         The lines' dispatches are committed `commit_every` lines at a time (one transaction; an
         action's intent still commits everything before it, at once). A crash loses the lines
         since the last commit, entirely: what is stored is always the events of a prefix of the
         lines, one row per non-blank line (docs/engine.md). `commit_every=1` commits each line."""
         if commit_every <= 1:
-            return self._ingest(lines, on_line, 1)
+            return self._ingest(lines, on_line, 1, keep_rejected)
         with self.store.group():
-            return self._ingest(lines, on_line, commit_every)
+            return self._ingest(lines, on_line, commit_every, keep_rejected)
 
-    def _ingest(self, lines: Iterable[str], on_line: Callable[[int, str | None], None] | None,
-                commit_every: int) -> tuple[int, list[tuple[int, str]]]:
-        from whenthen.runtime.events import parse_event_line
+    def _ingest(self, lines: Iterable[str | bytes], on_line: Callable[[int, str | None], None] | None,
+                commit_every: int, keep_rejected: bool) -> tuple[int, list[tuple[int, str]]]:
+        from whenthen.runtime.events import parse_ingest_line
+        from whenthen.runtime.jsonl import decode_line, shown_line
 
         accepted, rejected = 0, []
         uncommitted = 0
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
                 continue
             if uncommitted >= commit_every:
                 self.store.commit_now()
@@ -508,17 +512,17 @@ class Engine:
             uncommitted += 1
             error = None
             try:
-                trigger, _at, data = parse_event_line(line)
+                trigger, data = parse_ingest_line(decode_line(raw))
             except EventError as exc:
                 error = str(exc)
-                self.reject(getattr(exc, "trigger", None), line.strip(), error)
+                self.reject(getattr(exc, "trigger", None), shown_line(raw), error)
             else:
                 try:
                     self.emit(trigger, data)
                     accepted += 1
                 except EventError as exc:
                     error = str(exc)
-            if error:
+            if error and keep_rejected:
                 rejected.append((number, error))
             if on_line:
                 on_line(number, error)

@@ -51,9 +51,33 @@ def parse_payload(text: str | bytes, trigger: str | None = None) -> Any:
         raise EventError(f"{trigger + ': ' if trigger else ''}payload too large "
                          f"({len(text)} bytes; the limit is {MAX_PAYLOAD_BYTES})", trigger=trigger)
     try:
-        return json.loads(text)
+        return _DECODE(text) if isinstance(text, str) else json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise EventError(f"{trigger + ': ' if trigger else ''}invalid JSON: the key '{_shown_key(exc.key)}' "
+                         "is given twice (which one counts is not defined)", trigger=trigger) from None
     except (ValueError, RecursionError) as exc:
         raise EventError(f"{trigger + ': ' if trigger else ''}invalid JSON: {exc}", trigger=trigger) from None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of the parsed JSON; a key given twice is refused, not silently the last one
+    (another reader of the same text may take the first)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return found
+
+
+_DECODE = json.JSONDecoder(object_pairs_hook=_unique_keys).decode
 
 
 def lookup_trigger(triggers: dict[str, TriggerSchema], name: Any) -> TriggerSchema:
@@ -64,7 +88,7 @@ def lookup_trigger(triggers: dict[str, TriggerSchema], name: Any) -> TriggerSche
     if found is None:
         close = difflib.get_close_matches(name, list(triggers), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise EventError(f"unknown trigger '{name}'{hint}", trigger=name)
+        raise EventError(f"unknown trigger '{_shown_key(name)}'{hint}", trigger=_shown_key(name))
     return found
 
 
@@ -273,7 +297,14 @@ def coerce_value(typ: Type, value: Any, what: str) -> Any:
         raise EventError(f"{what}{where}: {_shown_key(exc.reason)}") from None
 
 
-def parse_event_line(line: str) -> tuple[str, dt.datetime | None, Any]:
+def parse_ingest_line(line: str) -> tuple[str, Any]:
+    """One line of a file for `ingest`: `{"trigger": …, "data": {…}}` → (trigger, data). An `at`
+    is refused: ingest records each event when it is ingested, on the engine's clock (`--now`);
+    playing events at their own times is what `simulate` (and `demo`) do."""
+    return parse_event_line(line, allow_at=False)[::2]  # type: ignore[return-value]
+
+
+def parse_event_line(line: str, allow_at: bool = True) -> tuple[str, dt.datetime | None, Any]:
     """One line of an events file: `{"trigger": …, "at": …?, "data": {…}}` → (trigger, at, data)."""
     record = parse_payload(line)
     if not isinstance(record, dict):
@@ -281,10 +312,16 @@ def parse_event_line(line: str) -> tuple[str, dt.datetime | None, Any]:
     trigger = record.get("trigger")
     if not isinstance(trigger, str) or not trigger:
         raise EventError("the event has no \"trigger\" (a trigger name like \"guest.added\")")
+    if _shown_key(trigger) != trigger:
+        raise EventError(f"the trigger name '{_shown_key(trigger)}' is not valid Unicode text")
     unknown = sorted(set(record) - {"trigger", "at", "data"})
     if unknown:
-        raise EventError(f"{trigger}: unknown key '{unknown[0]}' in the event line (expected trigger, at, data)",
-                         trigger=trigger)
+        raise EventError(f"{trigger}: unknown key '{_shown_key(unknown[0])}' in the event line "
+                         "(expected trigger, at, data)", trigger=trigger)
+    if "at" in record and not allow_at:
+        raise EventError(f"{trigger}: 'at' is not used by ingest (events are recorded at the time they are "
+                         "ingested; give --now to fix it, or play timed events with simulate)",
+                         trigger=trigger, field="at")
     at = None
     if record.get("at") is not None:
         try:

@@ -18,6 +18,7 @@ from whenthen.diagnostics import Diagnostic, EventError
 from whenthen.runtime.clock import SimulatedClock
 from whenthen.runtime.engine import Engine
 from whenthen.runtime.events import parse_event_line
+from whenthen.runtime.jsonl import decode_line, read_file_lines
 from whenthen.values import format_datetime
 
 MAX_RESUMES_WITHOUT_UNTIL = 100_000  # a self-feeding chain of waits would otherwise never end
@@ -52,17 +53,24 @@ class SimulationResult:
 
 
 def read_events(path: str | Path) -> list[EventLine]:
-    """The lines of a JSONL events file, in order; unreadable ones carry `FILE:LINE: error: …`."""
+    """The lines of a JSONL events file, in order; unreadable ones carry `FILE:LINE: error: …`.
+
+    Each line is decoded on its own (a byte that is not UTF-8 spoils that line, not the file),
+    and a line whose `at` is earlier than the previous line's is invalid (SPEC 5)."""
     events = []
-    text = Path(path).read_text(encoding="utf-8")
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+    previous: dt.datetime | None = None
+    for number, raw in enumerate(read_file_lines(path), 1):
+        if not raw.strip():
             continue
         try:
-            trigger, at, data = parse_event_line(line)
+            trigger, at, data = parse_event_line(decode_line(raw))
+            if at is not None and previous is not None and at < previous:
+                raise EventError(f"{trigger}: 'at' {format_datetime(at)} is earlier than the previous line's "
+                                 f"({format_datetime(previous)}); events are played in file order")
         except EventError as exc:
             events.append(EventLine(number, error=f"{path}:{number}: error: {exc}"))
             continue
+        previous = at or previous
         events.append(EventLine(number, trigger, at, data))
     return events
 
