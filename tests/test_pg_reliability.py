@@ -1,0 +1,92 @@
+"""PostgreSQL under fire: 4 worker processes SIGKILLed hundreds of times, and the server restarted mid-load."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from _killload import Load, verify
+from _pgcluster import Cluster, can_start_cluster, throwaway_cluster
+
+
+def _why_not() -> str | None:
+    if importlib.util.find_spec("whenthen.runtime.store.postgres") is None:
+        return "the PostgreSQL store is not in this build"
+    return can_start_cluster()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    reason = _why_not()
+    if reason:
+        if os.environ.get("WHENTHEN_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL tests cannot run: {reason}")
+        pytest.skip(reason)
+    with throwaway_cluster() as server:
+        yield server
+
+
+def database(cluster: Cluster, name: str) -> str:
+    import psycopg  # installed with the PostgreSQL store; the module-scoped fixture checked that
+
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return cluster.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.mark.slow
+def test_200_sigkills_of_4_workers_lose_nothing_and_repeat_effects_under_one_key(cluster, tmp_path):
+    kills = 200
+    load = Load(database(cluster, "kills"), tmp_path)
+    load.publish()
+    load.enqueue(80)
+    rng = random.Random(12)
+    started = time.time()
+    load.start(4)
+    feeder = load.engine()
+    try:
+        while load.kills < kills:
+            # keep work in flight, so every kill lands on a worker in the middle of something
+            if load.in_flight() < 60:
+                load.enqueue(40, feeder)
+            load.kill_one_busy(rng)
+        load.wait_finished(timeout=90)
+    finally:
+        load.stop()
+        feeder.close()
+    verdict = verify(load)
+    assert verdict.repeats > 0  # some kills landed between an action's effect and its journal entry
+    print(f"{load.kills} SIGKILLs, {load.jobs} jobs, {verdict.runs} runs, {verdict.calls} action calls "
+          f"({verdict.repeats} repeated after a kill, same key) in {time.time() - started:.0f}s")
+
+
+@pytest.mark.slow
+def test_a_server_restart_mid_load_loses_nothing(cluster, tmp_path):
+    load = Load(database(cluster, "restart"), tmp_path)
+    load.publish()
+    load.enqueue(120)
+    rng = random.Random(13)
+    started = time.time()
+    load.start(4)
+    try:
+        for _ in range(20):
+            load.kill_one_busy(rng)
+        # a crash of the server (connections cut, no checkpoint), then a clean restart, while
+        # the workers hold claims and transactions
+        for mode in ("immediate", "fast"):
+            cluster.stop(mode)
+            time.sleep(1.5)
+            cluster.start()
+            for _ in range(10):
+                load.kill_one_busy(rng, timeout=60)
+        load.wait_finished(timeout=90)
+    finally:
+        load.stop()
+    verdict = verify(load)
+    print(f"2 server restarts and {load.kills} SIGKILLs, {load.jobs} jobs, {verdict.runs} runs, "
+          f"{verdict.calls} action calls ({verdict.repeats} repeated, same key) in {time.time() - started:.0f}s")
