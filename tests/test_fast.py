@@ -31,6 +31,10 @@ ATOMS = [
     "d > 2026-01-01T00:00Z", "d + 1d > 2026-01-02T00:00:00Z", "d = 2026-01-01T00:00:00Z",
     "e = 'a'", "e in ['a', 'b']", "e != 'c'",
     "{a: s, n: 1}.a = s", "j = {k: 1}", "j != {k: i, l: [s]}", "{o: {p: i}}.o.p > 1",
+    "replace(s, 'a', 'b') = 'b'", "len(split(s, 'a')) = 2", "join(l, '-') = 'a-b'", "slice(s, 0, 1) = 'a'",
+    "round(f) = 1", "round(f, 1) = 2.5", "abs(i) > 1", "max(i, f) > 1", "min(s, 'b') = 'a'",
+    "hour(d) = 0", "weekday(d) = 'thursday'", "days(d - 2025-12-31T00:00Z) = 1",
+    "format_number(f, 'fr_FR') = '0,5'", "format_date(d, 'EEEE') = 'Thursday'",
 ]
 
 conditions = st.recursive(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from whenthen.compiler.decls import Schema
+from whenthen.compiler.decls import DEFAULT_LOCALE, Schema
 from whenthen.compiler.types import Type
 from whenthen.diagnostics import Diagnostic
 from whenthen.grammar import ast
@@ -46,6 +46,7 @@ class RuleInfo:
     timezone: str  # the file's `timezone`, 'UTC' when none
     trigger: str  # the start trigger's name, or ast.SCHEDULE_TRIGGER for schedules
     source_text: str  # the rule's own text, for storage beside its bytecode
+    locale: str = DEFAULT_LOCALE  # the file's `locale`, for the formatting functions
 
     @property
     def schedule(self) -> ast.Schedule | None:

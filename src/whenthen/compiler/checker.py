@@ -19,7 +19,7 @@ from whenthen import regex
 from whenthen.calendar import next_fire
 from whenthen.compiler import messages as msg
 from whenthen.compiler.checked import CheckedProgram, NameRef, ResolvedCall, RuleInfo
-from whenthen.compiler.decls import ActionSig, FunctionSig, ParamSig, Schema, TriggerSchema
+from whenthen.compiler.decls import DEFAULT_LOCALE, ActionSig, FunctionSig, ParamSig, Schema, TriggerSchema
 from whenthen.compiler.types import (
     ANY,
     BOOL,
@@ -43,7 +43,7 @@ from whenthen.compiler.types import (
 from whenthen.diagnostics import NO_SPAN, Diagnostic, Span, error, warning
 from whenthen.grammar import ast
 from whenthen.source import Source
-from whenthen.stdlib import default_schema
+from whenthen.stdlib import default_schema, formatting
 from whenthen.stdlib.functions import ArgumentTypeError
 
 __all__ = ["CheckedExpr", "check_expr", "check_program", "default_schema"]
@@ -105,18 +105,22 @@ def check_files(files: list[ast.File], sources: list[Source], schema: Schema | N
     by_name = {s.name: s for s in sources}
     try:
         timezones = [checker.file_timezone(f, diagnostics or []) for f in files]
+        locales = [checker.file_locale(f, diagnostics or []) for f in files]
         for file in files:
             checker.declarations(file)
     except Exception as exc:
         timezones = ["UTC"] * len(files)
+        locales = [DEFAULT_LOCALE] * len(files)
         checker.internal(exc, NO_SPAN)
     rules: list[RuleInfo] = []
-    for file, tz in zip(files, timezones, strict=True):
+    for file, tz, locale in zip(files, timezones, locales, strict=True):
         source = by_name.get(file.name)
         for item in file.items:
             if isinstance(item, ast.Rule):
                 try:
-                    rules.append(checker.rule(item, file, source, tz))
+                    info = checker.rule(item, file, source, tz)
+                    info.locale = locale
+                    rules.append(info)
                 except Exception as exc:
                     checker.internal(exc, item.span)
     order = {s.name: i for i, s in enumerate(sources)}
@@ -240,6 +244,11 @@ class _Scope:
 # ----------------------------------------------------------------------------- the checker
 
 
+def _at_top(file: ast.File, index: int) -> bool:
+    """Only `timezone`/`locale` declarations come before item `index` of the file."""
+    return all(isinstance(item, (ast.TimezoneDecl, ast.LocaleDecl)) for item in file.items[:index])
+
+
 def _literal_string(expr: object) -> str | None:
     """The value of a string literal ('…', or "…" without `{}` parts), else None."""
     if isinstance(expr, ast.StrLit):
@@ -305,7 +314,7 @@ class _Checker:
         for index, item in enumerate(file.items):
             if not isinstance(item, ast.TimezoneDecl):
                 continue
-            if (seen or index > 0) and (item.span.file, item.span.start) not in syntax_at:
+            if (seen or not _at_top(file, index)) and (item.span.file, item.span.start) not in syntax_at:
                 self.err(item.span, "E001", msg.timezone_not_first())
             if not _valid_zone(item.name):
                 self.err(item.span, "E112", msg.bad_timezone(item.name, _all_zones()))
@@ -313,6 +322,25 @@ class _Checker:
                 zone = item.name
             seen = True
         return zone
+
+    def file_locale(self, file: ast.File, parse_diags: list[Diagnostic]) -> str:
+        """Check the file's `locale` declaration (E112 when Babel does not know it); the locale of
+        its formatting functions ('en' if none or bad)."""
+        locale = DEFAULT_LOCALE
+        seen = False
+        syntax_at = {(d.file, d.span.start) for d in parse_diags if d.code == "E001"}
+        for index, item in enumerate(file.items):
+            if not isinstance(item, ast.LocaleDecl):
+                continue
+            if (seen or not _at_top(file, index)) and (item.span.file, item.span.start) not in syntax_at:
+                self.err(item.span, "E001", msg.locale_not_first())
+            problem = formatting.locale_problem(item.name)
+            if problem is not None:
+                self.err(item.span, "E112", problem)
+            elif not seen:
+                locale = item.name
+            seen = True
+        return locale
 
     def declarations(self, file: ast.File) -> None:
         for item in file.items:
@@ -645,6 +673,8 @@ class _Checker:
             # a function given null returns null: every parameter accepts its optional type
             params = [(p.name, p.type.as_optional(), not p.has_default) for p in function.params]
             matched = self.match_args(call.args, params, f"{call.func}()", call.span, scope)
+            if function.literal_problem is not None:
+                self.literal_arguments(function, matched)
         self.calls[call.id] = ResolvedCall("function", call.func, tuple(matched))
         arg_types = [self.types.get(value.id, ANY) for _, value in matched]
         try:
@@ -652,6 +682,17 @@ class _Checker:
         except ArgumentTypeError as exc:
             self.err(call.span, "E103", str(exc))
             return ANY
+
+    def literal_arguments(self, function: FunctionSig, matched: Sequence[tuple[str, ast.Expr]]) -> None:
+        """A literal argument the function can judge now (a locale, a pattern) is checked at
+        compile time: E103 at the literal when it is rejected (SPEC 2.4)."""
+        for pname, value in matched:
+            literal = _literal_string(value)
+            if literal is None or function.literal_problem is None:
+                continue
+            problem = function.literal_problem(pname, literal)
+            if problem is not None:
+                self.err(value.span, "E103", f"{function.name}(): {problem}")
 
     def match_args(self, args: Sequence[ast.Arg], params: list[tuple[str, Type, bool]], callee: str,
                    span: Span, scope: _Scope, emit: bool = False) -> tuple[tuple[str, ast.Expr], ...]:

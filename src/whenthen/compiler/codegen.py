@@ -14,7 +14,7 @@ from typing import Any
 from whenthen.calendar import localize
 from whenthen.compiler.checked import CheckedProgram, NameRef, ResolvedCall, RuleInfo
 from whenthen.compiler.code import Code, ExitCode, RuleCode
-from whenthen.compiler.decls import Schema
+from whenthen.compiler.decls import DEFAULT_LOCALE, FILE_LOCALE, Schema
 from whenthen.compiler.opcodes import BINARY_OPS, Opcode
 from whenthen.diagnostics import CompileError, Span
 from whenthen.grammar import ast
@@ -38,7 +38,7 @@ def compile_rule(program: CheckedProgram, info: RuleInfo) -> RuleCode:
     if rule.where is not None:
         filter_code = _condition_code(program, info, "filter", rule.where)
         equalities = filter_equalities_of(program, info, rule.where)
-    body = _Builder(program, info.timezone, "body")
+    body = _Builder(program, info.timezone, "body", info.locale)
     body.block(rule.body)
     body.emit(Opcode.HALT, 0, None)
     return RuleCode(
@@ -75,10 +75,11 @@ def compile_expression(
     calls: dict[int, ResolvedCall],
     schema: Schema,
     timezone: str = "UTC",
+    locale: str = DEFAULT_LOCALE,
 ) -> Code:
     """One checked expression (REPL, `evaluate`) as code that returns its value."""
     program = CheckedProgram(files=[], sources={}, schema=schema, rules=[], refs=refs, calls=calls)
-    builder = _Builder(program, timezone, "expression")
+    builder = _Builder(program, timezone, "expression", locale)
     builder.expr(expr)
     builder.emit(Opcode.RETURN, 0, None)
     return builder.build()
@@ -88,7 +89,7 @@ def compile_expression(
 
 
 def _condition_code(program: CheckedProgram, info: RuleInfo, name: str, cond: ast.Expr) -> Code:
-    builder = _Builder(program, info.timezone, name)
+    builder = _Builder(program, info.timezone, name, info.locale)
     builder.condition(cond)
     builder.emit(Opcode.RETURN, 0, None)
     return builder.build()
@@ -108,7 +109,7 @@ def _exit_code(program: CheckedProgram, info: RuleInfo, index: int, clause: ast.
     pairs = correlation_pairs(program, clause.where)
     correlation = None
     if pairs:
-        builder = _Builder(program, info.timezone, f"exit {index} correlation")
+        builder = _Builder(program, info.timezone, f"exit {index} correlation", info.locale)
         for _, expr in pairs:
             builder.expr(expr)
         builder.emit(Opcode.BUILD_LIST, len(pairs), None)
@@ -223,9 +224,10 @@ def filter_equalities_of(
 class _Builder:
     """Emits the instructions of one `Code`, with its constant, name and line tables."""
 
-    def __init__(self, program: CheckedProgram, timezone: str, name: str):
+    def __init__(self, program: CheckedProgram, timezone: str, name: str, locale: str = DEFAULT_LOCALE):
         self.program = program
         self.timezone = timezone
+        self.locale = locale  # the file's `locale`, given where a `locale` parameter is left out
         self.name = name
         self.instrs: list[tuple[Opcode, int]] = []
         self.consts: list[Any] = []
@@ -414,7 +416,7 @@ class _Builder:
         where_index = -1
         pairs: list[tuple[str, ast.Expr]] = []
         if wait.where is not None:
-            sub = _Builder(self.program, self.timezone, f"wait for {wait.trigger}")
+            sub = _Builder(self.program, self.timezone, f"wait for {wait.trigger}", self.locale)
             sub.condition(wait.where)
             sub.emit(Opcode.RETURN, 0, None)
             self.codes.append(sub.build())
@@ -454,6 +456,8 @@ class _Builder:
             for param in sig.params:
                 if param.name in given:
                     self.expr(given[param.name])
+                elif param.default is FILE_LOCALE:
+                    self.emit(Opcode.CONST, self.const(self.locale), None)
                 elif param.has_default:
                     self.emit(Opcode.CONST, self.const(param.default), None)
                 else:

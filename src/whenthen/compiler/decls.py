@@ -31,6 +31,18 @@ class TriggerSchema:
         return self.name.split(".")[0]
 
 
+class _FileLocale:
+    """The default of a `locale` parameter: the file's `locale` declaration, else 'en' (SPEC 2.4).
+    Code generation puts the file's locale in its place, so the bytecode holds a plain string."""
+
+    def __repr__(self) -> str:
+        return "FILE_LOCALE"
+
+
+FILE_LOCALE = _FileLocale()
+DEFAULT_LOCALE = "en"  # the locale of a file without a `locale` declaration
+
+
 @dataclass(frozen=True)
 class ParamSig:
     name: str
@@ -70,6 +82,10 @@ class FunctionSig:
     doc: str = ""
     variadic: bool = False  # coalesce(a, b, …): any number of positional arguments
     null_in_null_out: bool = True  # given a null argument, returns null without calling impl
+    # (parameter, literal value) -> why it is rejected, or None: checked at compile time (E103)
+    literal_problem: Callable[[str, Any], str | None] | None = None
+    # how docs and hovers show what `params`/`result` cannot say: {'items': 'list', 'return': 'str'}
+    shown: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

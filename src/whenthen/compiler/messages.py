@@ -114,6 +114,24 @@ def coalesce_mixed(first: Type, other: Type) -> str:
     return f"coalesce() arguments must have one type: {first} and {other}"
 
 
+def function_argument(function: str, param: str, wanted: str, got: Type) -> str:
+    return f"{function}() needs {wanted} for {param}, got {got}"
+
+
+def extremum_mixed(function: str, first: Type, other: Type) -> str:
+    if first == other:
+        return f"{function}() compares numbers, texts, dates, datetimes or durations, got {first}"
+    return f"{function}() arguments must be comparable with each other: {first} and {other}"
+
+
+def locale_line(name: str, reason: str) -> str:
+    return f"invalid locale {name!r}: {reason}"
+
+
+def locale_not_first() -> str:
+    return "`locale` must come before anything but `timezone` in the file, at most once"
+
+
 def mixed_list(first: Type, other: Type) -> str:
     return f"list items must have one type: {first} and {other}"
 

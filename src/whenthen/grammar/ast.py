@@ -436,7 +436,14 @@ class TimezoneDecl(Node):
     name: str
 
 
-Item = TimezoneDecl | TriggerDecl | ActionDecl | Rule
+@dataclass(frozen=True, slots=True)
+class LocaleDecl(Node):
+    """`locale "fr_FR"`: the default locale of the file's formatting functions (SPEC 2.4)."""
+
+    name: str
+
+
+Item = TimezoneDecl | LocaleDecl | TriggerDecl | ActionDecl | Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,6 +457,13 @@ class File(Node):
     def timezone(self) -> str | None:
         for item in self.items:
             if isinstance(item, TimezoneDecl):
+                return item.name
+        return None
+
+    @property
+    def locale(self) -> str | None:
+        for item in self.items:
+            if isinstance(item, LocaleDecl):
                 return item.name
         return None
 

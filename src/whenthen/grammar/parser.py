@@ -210,6 +210,10 @@ class _Builder(Transformer):
         value = self._plain_string(_tokens(children, "DQSTRING")[0])
         return ast.TimezoneDecl(value, span=self._span(children))
 
+    def locale_decl(self, children: list[Any]) -> ast.LocaleDecl:
+        value = self._plain_string(_tokens(children, "DQSTRING")[0])
+        return ast.LocaleDecl(value, span=self._span(children))
+
     def trigger_decl(self, children: list[Any]) -> ast.TriggerDecl:
         name: _Trigger = children[1]
         fields = children[3]
@@ -847,7 +851,8 @@ def _internal_error(name: str, exc: Exception) -> Diagnostic:
     return error(span, "E001", f"internal parser error ({type(exc).__name__}: {exc}); please report it")
 
 
-_ITEM_LINE = re.compile(r"^[ \t]*(?:rule|when|trigger|action|timezone)(?![A-Za-z0-9_])(?![ \t]*[.:])", re.M)
+_ITEM_LINE = re.compile(
+    r"^[ \t]*(?:(?:rule|when|trigger|action|timezone)(?![A-Za-z0-9_])(?![ \t]*[.:])|locale(?=[ \t]*\"))", re.M)
 
 
 def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
@@ -932,11 +937,17 @@ def _resume_point(text: str, chunk: int, error_at: int, item_lines: list[int]) -
 
 
 def _drop_late_timezones(items: list[ast.Item], diagnostics: list[Diagnostic]) -> list[ast.Item]:
-    """Chunks are built separately, so a `timezone` after another item is caught here too."""
+    """Chunks are built separately, so a `timezone` or `locale` after another item is caught here
+    too; the two may come in either order, at the top."""
     kept: list[ast.Item] = []
     for item in items:
-        if isinstance(item, ast.TimezoneDecl) and kept:
-            diagnostics.append(error(item.span, "E001", "'timezone' must come before anything else in the file"))
+        header = isinstance(item, (ast.TimezoneDecl, ast.LocaleDecl))
+        if header and any(type(k) is type(item) or not isinstance(k, (ast.TimezoneDecl, ast.LocaleDecl))
+                          for k in kept):
+            word = "timezone" if isinstance(item, ast.TimezoneDecl) else "locale"
+            again = any(type(k) is type(item) for k in kept)
+            text = f"only one '{word}' per file" if again else f"'{word}' must come before anything else in the file"
+            diagnostics.append(error(item.span, "E001", text))
             continue
         kept.append(item)
     return kept

@@ -14,7 +14,7 @@ KEYWORDS = frozenset(
 )
 KEYWORD_TYPES = frozenset(k.upper() for k in KEYWORDS)
 # Keywords only where SPEC 2.2 places them (`_Machine._contextual`), names everywhere else.
-CONTEXTUAL_KEYWORDS = ("repeat", "times", "break")
+CONTEXTUAL_KEYWORDS = ("repeat", "times", "break")  # `locale` (2.1) is `_Machine._locale`
 
 # After these a newline in a body continues the statement (SPEC 2.1); THEN/ELSE/SEP make the
 # newline an empty statement, which is skipped anyway.
@@ -23,7 +23,7 @@ _CONTINUES = frozenset(
     "SLASH PERCENT COMMA SEP THEN ELSE".split()
 )
 # A line starting with one of these (as a keyword) ends a rule body that has no `end`.
-_ITEM_STARTS = frozenset(("RULE", "WHEN", "TRIGGER", "ACTION", "TIMEZONE"))
+_ITEM_STARTS = frozenset(("RULE", "WHEN", "TRIGGER", "ACTION", "TIMEZONE", "LOCALE"))
 # Inside `{ }` a newline is a comma, except directly after these …
 _NO_COMMA_AFTER = frozenset(("LBRACE", "COMMA", "COLON", "VBAR"))
 # … or directly before these.
@@ -114,6 +114,8 @@ class _Machine:
                     yield self._emit(sep)
                 continue
             line_start, self.at_line_start = self.at_line_start, False
+            if tok.type == "NAME" and tok.value == "locale":
+                tok = self._locale(tok, line_start)
             if self.mode == _BODY and line_start and tok.type in _ITEM_STARTS:
                 yield self._emit(_virtual("ENDBODY", tok, tok.value))
                 self._enter_top()
@@ -170,6 +172,16 @@ class _Machine:
             self.repeat_counts.append(len(self.brackets))
             return Token.new_borrow_pos("REPEAT", tok.value, tok)
         return Token.new_borrow_pos("BREAK", tok.value, tok)
+
+    def _locale(self, tok: Token, line_start: bool) -> Token:
+        """`locale "ll_CC"` is a declaration (SPEC 2.1) at the top level, or at the start of a line
+        after a body without `end`; `locale` is a name everywhere else."""
+        if not (self.mode == _TOP or (self.mode == _BODY and line_start and not self.brackets)):
+            return tok
+        following = self._peek_any()
+        if following is None or following.type != "DQSTRING":
+            return tok
+        return Token.new_borrow_pos("LOCALE", tok.value, tok)
 
     def _peek_any(self) -> Token | None:
         """The next token, a newline included, without consuming it."""

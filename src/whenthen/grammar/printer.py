@@ -301,6 +301,8 @@ def print_item(node: ast.Item) -> str:
     match node:
         case ast.TimezoneDecl(name=name):
             return f"timezone {quote_plain(name)}"
+        case ast.LocaleDecl(name=name):
+            return f"locale {quote_plain(name)}"
         case ast.TriggerDecl():
             return _trigger_decl(node)
         case ast.ActionDecl():

@@ -47,8 +47,8 @@ class WhenthenLexer(RegexLexer):
             # A trigger name after the keywords that introduce one (`when guest.added`).
             (rf"\b(when|for|emit|trigger)(\s+)({_DOTTED})",
              bygroups(Keyword, Whitespace, Name.Class)),
-            # `rule "Name"`, `timezone "…"`, `cron "…"`: plain strings, no interpolation.
-            (r'\b(rule|timezone|cron)(\s+)("(?:\\.|[^"\\\n])*")',
+            # `rule "Name"`, `timezone "…"`, `locale "…"`, `cron "…"`: plain strings, no interpolation.
+            (r'\b(rule|timezone|locale|cron)(\s+)("(?:\\.|[^"\\\n])*")',
              bygroups(Keyword.Declaration, Whitespace, String.Double)),
             include("expression"),
         ],

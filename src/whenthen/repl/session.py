@@ -28,7 +28,7 @@ from whenthen.source import Source
 
 UTC = dt.UTC
 # Input that defines something (a rule, trigger, action) rather than asking for a value.
-_DEFINITION = re.compile(r"\s*(rule|when|trigger|action|timezone)[\s\"]")
+_DEFINITION = re.compile(r"\s*(?:(rule|when|trigger|action|timezone)[\s\"]|locale\s*\")")
 _BLOCK_OPENERS = ("if", "switch", "repeat", "for")  # `for` only as a loop, not in `wait for`
 _OPEN = "([{"
 _CLOSE = ")]}"
@@ -117,6 +117,15 @@ class ReplSession:
         return "UTC"
 
     @property
+    def locale(self) -> str:
+        """The locale of the loaded program (the first file that declares one), else 'en'."""
+        if self.checked is not None:
+            for file in self.checked.files:
+                if file.locale:
+                    return file.locale
+        return "en"
+
+    @property
     def now(self) -> dt.datetime:
         return self._simulation.now() if self._simulation is not None else self.start
 
@@ -159,7 +168,7 @@ class ReplSession:
     def prepare(self, text: str) -> PreparedExpression:
         """Parse and check an input expression against the current trigger (CompileError)."""
         self._texts["input"] = text  # diagnostics on the input show it with carets
-        return prepare_expression(text, self.trigger, self.schema, timezone=self.timezone)
+        return prepare_expression(text, self.trigger, self.schema, timezone=self.timezone, locale=self.locale)
 
     def _evaluate(self, text: str) -> None:
         try:
@@ -345,7 +354,7 @@ class ReplSession:
         if not rest:
             self._error("usage: :advance DURATION (e.g. 24h, 1h30m)")
             return
-        prepared = prepare_expression(rest, None, self.schema, timezone=self.timezone)
+        prepared = prepare_expression(rest, None, self.schema, timezone=self.timezone, locale=self.locale)
         delta = prepared.evaluate(None, self.now)
         if not isinstance(delta, dt.timedelta) or delta < dt.timedelta(0):
             self._error(f":advance needs a positive duration, not {show_value(delta)} : {prepared.type}")
@@ -413,7 +422,8 @@ def _split_trigger(rest: str) -> tuple[str | None, str]:
 
 
 def _declared_names(text: str) -> list[str]:
-    return [f"{kind} {name}" for kind, name in re.findall(r"^\s*(trigger|action)\s+([\w.]+)", text, re.M)]
+    found = [f"{kind} {name}" for kind, name in re.findall(r"^\s*(trigger|action)\s+([\w.]+)", text, re.M)]
+    return found + [f"locale {name}" for name in re.findall(r'^\s*locale\s*"([^"]*)"', text, re.M)]
 
 
 def _rule_trigger(info: Any) -> str:

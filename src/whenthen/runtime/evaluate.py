@@ -43,6 +43,7 @@ class PreparedExpression:
     schema: Schema  # the stdlib overlaid with the caller's schema, as the checker saw it
     timezone: str
     checked: CheckedExpr  # the checker's side tables (refs, calls) for the code generator
+    locale: str = "en"  # the default of the formatting functions' `locale` (a file's `locale`)
     _codes: dict[int, Code] = field(default_factory=dict)
 
     @property
@@ -85,7 +86,8 @@ class PreparedExpression:
 
         code = self._codes.get(node.id)
         if code is None:
-            code = compile_expression(node, self.checked.refs, self.checked.calls, self.schema, self.timezone)
+            code = compile_expression(node, self.checked.refs, self.checked.calls, self.schema, self.timezone,
+                                      self.locale)
             self._codes[node.id] = code
         return vm.evaluate(code, event or {}, self.timezone, now=now)
 
@@ -182,7 +184,7 @@ def _is_literal(node: ast.Expr) -> bool:
 
 
 def prepare_expression(expression: str, trigger: str | None, schema: Schema,
-                       *, timezone: str = "UTC") -> PreparedExpression:
+                       *, timezone: str = "UTC", locale: str = "en") -> PreparedExpression:
     """Parse and check an expression; bare names are fields of `trigger`'s event, its alias and
     `event`. Raises CompileError with diagnostics (file `input`) when it does not check."""
     from whenthen.compiler.checker import check_expr
@@ -200,12 +202,12 @@ def prepare_expression(expression: str, trigger: str | None, schema: Schema,
     checked = check_expr(expr, schema, trigger)
     if not checked.ok:
         raise CompileError(checked.diagnostics)
-    return PreparedExpression(expression, expr, checked.type, trigger_schema, schema, timezone, checked)
+    return PreparedExpression(expression, expr, checked.type, trigger_schema, schema, timezone, checked, locale)
 
 
 def evaluate_expression(expression: str, trigger: str | None = None, event: dict[str, Any] | None = None,
                         schema: Schema | None = None, *, now: dt.datetime | None = None,
-                        timezone: str = "UTC") -> Any:
+                        timezone: str = "UTC", locale: str = "en") -> Any:
     """The value of `expression` on `event` as a plain Python value.
 
     Raises CompileError when the expression does not check and EventError when the event does
@@ -215,7 +217,7 @@ def evaluate_expression(expression: str, trigger: str | None = None, event: dict
         from whenthen.stdlib import default_schema
 
         schema = default_schema()
-    return prepare_expression(expression, trigger, schema, timezone=timezone).evaluate(event, now)
+    return prepare_expression(expression, trigger, schema, timezone=timezone, locale=locale).evaluate(event, now)
 
 
 def explain_condition(expression: str, trigger: str | None = None, event: dict[str, Any] | None = None,

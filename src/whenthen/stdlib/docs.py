@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from whenthen import values
-from whenthen.compiler.decls import ActionSig, FunctionSig, ParamSig
+from whenthen.compiler.decls import FILE_LOCALE, ActionSig, FunctionSig, ParamSig
 
 HEADER = """\
 # The standard library
@@ -14,8 +14,10 @@ configured (SMTP, webhook secret, templates) and how host actions are added: doc
 """
 
 
-def _param(p: ParamSig) -> str:
-    text = f"{p.name}: {p.type}"
+def _param(p: ParamSig, shown: str | None = None) -> str:
+    text = f"{p.name}: {shown or p.type}"
+    if p.default is FILE_LOCALE:
+        return text + " = the file's locale"
     if p.has_default:
         default = values.to_json(p.default)
         text += " = " + ("null" if default is None else f"'{default}'" if isinstance(default, str) else str(default))
@@ -23,8 +25,14 @@ def _param(p: ParamSig) -> str:
 
 
 def function_signature(sig: FunctionSig) -> str:
-    params = "a, b, …" if sig.variadic else ", ".join(_param(p) for p in sig.params)
-    return f"{sig.name}({params})"
+    params = "a, b, …" if sig.variadic else ", ".join(_param(p, sig.shown.get(p.name)) for p in sig.params)
+    result = sig.shown.get("return")
+    if result is None and not sig.variadic:
+        try:
+            result = str(sig.result([p.type for p in sig.params]))
+        except Exception:  # a result computed from argument types it cannot take alone
+            result = None
+    return f"{sig.name}({params})" + (f" -> {result}" if result else "")
 
 
 def action_signature(sig: ActionSig) -> str:
@@ -39,7 +47,8 @@ def render() -> str:
     from whenthen.stdlib.triggers import TRIGGERS
 
     out = [HEADER, "## Functions\n",
-           "Pure; given a null argument they return null, except `len` and `coalesce`.\n"]
+           "Pure; given a null argument they return null, except `len`, `coalesce` and the `end` of `slice`. "
+           "A function given a locale or pattern literal that Babel rejects is E103 at check time.\n"]
     for sig in FUNCTIONS.values():
         out.append(f"### `{function_signature(sig)}`\n\n{_sentence(sig.doc)}\n")
     out.append("## Actions\n\nStatements, or `let` values; always declared.\n")

@@ -163,6 +163,8 @@ class _Layout:
         match node:
             case ast.TimezoneDecl(name=name):
                 self.add(0, f"timezone {quote_plain(name)}", node.span.start, "item")
+            case ast.LocaleDecl(name=name):
+                self.add(0, f"locale {quote_plain(name)}", node.span.start, "item")
             case ast.TriggerDecl():
                 self.trigger_decl(node)
             case ast.ActionDecl():
