@@ -120,6 +120,8 @@ class EventError(WhenthenError):
     def __init__(self, message: str, trigger: str | None = None, field: str | None = None):
         self.trigger = trigger
         self.field = field
+        # every bad field as (field, reason) when the payload was validated field by field
+        self.errors: list[tuple[str, str]] = [(field, message)] if field else []
         super().__init__(message)
 
 

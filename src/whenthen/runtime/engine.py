@@ -209,6 +209,8 @@ class Engine:
         self.lease_seconds = lease_seconds
         self.dry_run = dry_run  # simulate: actions are recorded; only host actions give results
         self.on_trace = on_trace
+        # called after each action call with (name, seconds, failed): the service's metrics
+        self.on_action: Callable[[str, float, bool], None] | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._host_actions: dict[str, ActionSig] = {}
         self._host_triggers: dict[str, TriggerSchema] = {}
@@ -324,6 +326,27 @@ class Engine:
         """The schema of a trigger known to this database (EventError if unknown)."""
         self._refresh()
         return lookup_trigger(self._triggers, trigger)
+
+    def triggers(self) -> dict[str, TriggerSchema]:
+        """The triggers events may be emitted on (declared by published programs or the host),
+        by name; not the ones the engine fires itself (schedules, `run.failed`, …)."""
+        self._refresh()
+        return {name: t for name, t in sorted(self._triggers.items()) if t.origin not in ("schedule", "system")}
+
+    def rule(self, name: str) -> dict[str, Any]:
+        """One rule as `rules` lists it, with its current `source` and its `versions`."""
+        self._rule_or_fail(name)
+        found = next(r for r in self.rules() if r["name"] == name)
+        current = self.store.version(name, found["version"])
+        return dict(found, source=current["source"] if current else None, versions=self.versions(name))
+
+    def source(self, rule: str, version: int) -> str:
+        """The source text of one stored version of a rule."""
+        self._rule_or_fail(rule)
+        found = self.store.version(rule, version)
+        if found is None:
+            raise EngineError(f"rule '{rule}' has no version {version}")
+        return found["source"]
 
     # ------------------------------------------------------------------ versions
 
@@ -467,6 +490,38 @@ class Engine:
                 self._process(_Queued(event_id, trigger, typed, 0))
                 self._drain()
         return event_id
+
+    def accept(self, trigger: str, data: Any, *, idempotency_key: str | None = None) -> tuple[int, bool]:
+        """Validate an event and record it `pending` for the workers (no dispatch here); returns
+        (event id, duplicate). The idempotency key is recorded in the event's transaction: the same
+        key within 24 h returns the first event's id and records nothing. Raises EventError (after
+        recording the rejection) with `.errors` naming every bad field."""
+        self._refresh()
+        now = self.clock.now()
+        try:
+            schema = lookup_trigger(self._triggers, trigger)
+            if schema.origin in ("schedule", "system"):
+                raise EventError(f"'{trigger}' is fired by the engine; it cannot be emitted", trigger=trigger)
+            typed = validate_event(schema, data)
+        except EventError as exc:
+            self._reject(trigger, data, now, str(exc))
+            raise
+        return self.store.accept_event(trigger, _dump_values(typed), format_datetime(now),
+                                       idempotency_key=idempotency_key, wall_now=time.time())
+
+    def accept_batch(self, items: Iterable[tuple[Any, Any]]) -> list[int | EventError]:
+        """`accept` for each (trigger, data), the accepted ones committed in one transaction;
+        one result per item, in order: the event id, or the EventError that rejected it."""
+        results: list[int | EventError] = []
+        with self.store.batch():
+            for trigger, data in items:
+                try:
+                    if not isinstance(trigger, str) or not trigger:
+                        raise EventError("the event has no \"trigger\" (a trigger name like \"guest.added\")")
+                    results.append(self.accept(trigger, data)[0])
+                except EventError as exc:
+                    results.append(exc)
+        return results
 
     def reject(self, trigger: str | None, data: Any, error: str) -> None:
         """Record an event that could not even be read (bad JSON, no trigger)."""
@@ -810,12 +865,15 @@ class Engine:
             self.store.journal_intent(run, time.time() + self.lease_seconds, act.steps, row)
             act.steps = []
             outbox = None
+            started = time.perf_counter()
             try:
                 call = ActionCall(run.rule, run.id, key, f"{run.id}:{step}", at)
                 result, outbox = self._invoke(sig, name, full, call)
                 if sig is not None and sig.result is not None and result is not None:
                     result = coerce_value(sig.result, result, f"result of {name}")
             except Exception as exc:
+                if self.on_action is not None:
+                    self.on_action(name, time.perf_counter() - started, True)
                 error = str(exc) or type(exc).__name__
                 self.store.journal_result(run, key, "failed", None, error)
                 if isinstance(exc, PermanentActionError) or attempt >= self.retry.attempts:
@@ -837,6 +895,8 @@ class Engine:
                     raise vm.HostAbort() from None
                 attempt += 1
                 continue
+            if self.on_action is not None:
+                self.on_action(name, time.perf_counter() - started, False)
             self.store.journal_result(run, key, "done", values.pack(result), None, outbox)
             return result
 
@@ -862,6 +922,11 @@ class Engine:
         """Runs with `id`, `rule`, `version`, `status`, `started_at`, `updated_at`, …"""
         return [_run_view(r) for r in self.store.runs(rule, status)]
 
+    def runs_page(self, rule: str | None = None, status: str | None = None, before: int | None = None,
+                  limit: int = 50) -> list[dict[str, Any]]:
+        """The `runs` objects newest first, ids below `before`: one page, found by keyset."""
+        return [_run_view(r) for r in self.store.runs_page(rule, status, before, limit)]
+
     def run(self, run_id: int) -> dict[str, Any]:
         """One run with its `steps` (time, kind, and for actions the args, result and error)."""
         found = self.store.runs(run_id=run_id)
@@ -879,6 +944,22 @@ class Engine:
 
     def events(self, status: str | None = None) -> list[dict[str, Any]]:
         return self.store.events(status)
+
+    def event(self, event_id: int) -> dict[str, Any]:
+        """One event: `{"id", "trigger", "data", "status", "received_at", "error"}`."""
+        from whenthen.views import event_view
+
+        row = self.store.event(event_id)
+        if row is None:
+            raise EngineError(f"no event {event_id}")
+        return event_view(row)
+
+    def events_page(self, status: str | None = None, before: int | None = None, limit: int = 50
+                    ) -> list[dict[str, Any]]:
+        """Events as `event` shows them, newest first, ids below `before` (keyset)."""
+        from whenthen.views import event_view
+
+        return [event_view(r) for r in self.store.events_page(status, before, limit)]
 
     # ------------------------------------------------------------------ schedules
 

@@ -28,9 +28,12 @@ _MAX_SECONDS = dt.timedelta.max.total_seconds()
 
 
 class _FieldError(Exception):
-    def __init__(self, path: str, reason: str):
+    """The first bad field (`path`, `reason`); `errors` holds every one found in the object."""
+
+    def __init__(self, path: str, reason: str, errors: list[tuple[str, str]] | None = None):
         self.path = path
         self.reason = reason
+        self.errors = errors or [(path, reason)]
 
 
 def validate_event(schema: TriggerSchema, data: Any) -> dict[str, Any]:
@@ -41,8 +44,10 @@ def validate_event(schema: TriggerSchema, data: Any) -> dict[str, Any]:
     try:
         return _object(schema.type, data, "", 0)
     except _FieldError as exc:
-        raise EventError(f"{schema.name}: field '{exc.path}': {_shown_key(exc.reason)}",
-                         trigger=schema.name, field=exc.path) from None
+        error = EventError(f"{schema.name}: field '{exc.path}': {_shown_key(exc.reason)}",
+                           trigger=schema.name, field=exc.path)
+        error.errors = [(path, _shown_key(reason)) for path, reason in exc.errors]
+        raise error from None
 
 
 def parse_payload(text: str | bytes, trigger: str | None = None) -> Any:
@@ -93,22 +98,30 @@ def lookup_trigger(triggers: dict[str, TriggerSchema], name: Any) -> TriggerSche
 
 
 def _object(typ: Type, data: dict, prefix: str, depth: int) -> dict[str, Any]:
+    """The object's fields as runtime values; every bad field is collected (the HTTP service
+    names them all in one answer), the first one found is the error's message."""
     out: dict[str, Any] = {}
+    errors: list[tuple[str, str]] = []
     declared = {name for name, _ in typ.fields}
     for key in data:
         if key not in declared:
             close = difflib.get_close_matches(str(key), list(declared), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise _FieldError(prefix + _shown_key(key), f"unknown field{hint}")
+            errors.append((prefix + _shown_key(key), f"unknown field{hint}"))
     for name, ftype in typ.fields:
         path = prefix + name
         if name not in data or (data[name] is None and ftype.kind not in ("json", "any")):
             if not ftype.optional:
-                raise _FieldError(path, f"missing required field of type {ftype}"
-                                  if name not in data else f"null is not a {ftype}")
+                errors.append((path, f"missing required field of type {ftype}"
+                               if name not in data else f"null is not a {ftype}"))
             out[name] = None
             continue
-        out[name] = _value(ftype, data[name], path, depth + 1)
+        try:
+            out[name] = _value(ftype, data[name], path, depth + 1)
+        except _FieldError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise _FieldError(errors[0][0], errors[0][1], errors)
     return out
 
 

@@ -48,6 +48,8 @@ class Transactions(Protocol):
     """How writes are grouped into commits."""
 
     def close(self) -> None: ...
+    def schema_version(self) -> int:
+        """The schema version the database records."""
 
     def batch(self) -> AbstractContextManager[None]:
         """One commit for the writes inside (one event's dispatch, one resumed run)."""
@@ -95,6 +97,13 @@ class EventQueue(Protocol):
     def has_claimable_event(self, wall_now: float) -> bool: ...
     def event(self, event_id: int) -> dict[str, Any] | None: ...
     def events(self, status: str | None = None) -> list[dict[str, Any]]: ...
+    def accept_event(self, trigger: str, data: str, at: str, *, idempotency_key: str | None = None,
+                     wall_now: float = 0.0, key_ttl: float = 86400.0) -> tuple[int, bool]:
+        """Record a validated event `pending`, and its idempotency key in the same transaction;
+        (id, duplicate): a key younger than `key_ttl` returns its first event and records nothing."""
+    def events_page(self, status: str | None = None, before: int | None = None, limit: int = 50
+                    ) -> list[dict[str, Any]]:
+        """Events newest first, ids below `before` (keyset paging)."""
 
 
 class RunsAndSnapshots(Protocol):
@@ -124,6 +133,9 @@ class RunsAndSnapshots(Protocol):
     def wait_fields(self, kind: str, trigger: str) -> list[str]: ...
     def runs(self, rule: str | None = None, status: str | None = None, limit: int | None = None,
              run_id: int | None = None) -> list[dict]: ...
+    def runs_page(self, rule: str | None = None, status: str | None = None, before: int | None = None,
+                  limit: int = 50) -> list[dict]:
+        """Runs newest first, ids below `before` (keyset paging, never OFFSET)."""
     def steps(self, run_id: int) -> list[dict[str, Any]]: ...
 
 
@@ -154,6 +166,8 @@ class Counters(Protocol):
     def run_counts(self) -> dict[str, dict[str, int]]: ...
     def filtered_by_version(self) -> dict[tuple[str, int], int]: ...
     def filtered_counts(self) -> dict[str, int]: ...
+    def run_gauges(self, now: float) -> tuple[int, int, float | None]:
+        """(runs waiting, runs due by `now` not yet resumed, the earliest due deadline)."""
     def save_active_set(self, set_id: str, members: list[tuple[str, int]]) -> None: ...
 
 

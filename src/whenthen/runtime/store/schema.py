@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY, trigger TEXT, data TEXT, at TEXT NOT NULL, status TEXT NOT NULL,
   error TEXT, depth INTEGER NOT NULL DEFAULT 0, origin TEXT NOT NULL DEFAULT 'external',
   parent_run INTEGER, lease_owner TEXT, lease_expires REAL);
+CREATE INDEX IF NOT EXISTS events_status_page ON events (status, id);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+  key TEXT PRIMARY KEY, event_id INTEGER NOT NULL, created REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS events_pending ON events (status) WHERE status IN ('pending', 'processing');
 CREATE TABLE IF NOT EXISTS runs (
   id INTEGER PRIMARY KEY, rule TEXT NOT NULL, version INTEGER NOT NULL, event_id INTEGER,
@@ -31,6 +34,8 @@ CREATE TABLE IF NOT EXISTS runs (
   activation INTEGER NOT NULL DEFAULT 0, UNIQUE (event_id, rule));
 CREATE INDEX IF NOT EXISTS runs_due ON runs (deadline, id) WHERE status IN ('running', 'waiting');
 CREATE INDEX IF NOT EXISTS runs_rule ON runs (rule, status);
+CREATE INDEX IF NOT EXISTS runs_rule_page ON runs (rule, id);
+CREATE INDEX IF NOT EXISTS runs_status_page ON runs (status, id);
 CREATE TABLE IF NOT EXISTS steps (
   run_id INTEGER NOT NULL, activation INTEGER NOT NULL, ordinal INTEGER NOT NULL,
   attempt INTEGER NOT NULL DEFAULT 0, at TEXT NOT NULL, kind TEXT NOT NULL, action TEXT,

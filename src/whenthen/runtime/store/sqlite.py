@@ -161,6 +161,11 @@ class SQLiteStore:
                 [(owner, expires, event_id) for event_id, (owner, expires) in self._unfinished.items()])
             self._unfinished.clear()
 
+    def schema_version(self) -> int:
+        """The schema version this database records (a cheap query: `/readyz` calls it)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
     # ------------------------------------------------------------------ rules and versions
 
     def generation(self) -> int:
@@ -312,6 +317,43 @@ class SQLiteStore:
             event_id = int(cur.lastrowid)
             self._unfinished[event_id] = (owner, lease_expires)
             return event_id
+
+    def accept_event(self, trigger: str, data: str, at: str, *, idempotency_key: str | None = None,
+                     wall_now: float = 0.0, key_ttl: float = 86400.0) -> tuple[int, bool]:
+        """Record a validated event `pending` for the workers; returns (id, duplicate). With a key,
+        the key is stored in the same transaction as the event, so a crash keeps both or neither;
+        a key seen less than `key_ttl` seconds ago returns the first event's id and records nothing."""
+        with self.transaction() as c:
+            if idempotency_key is not None:
+                row = c.execute("SELECT event_id, created FROM idempotency_keys WHERE key = ?",
+                                (idempotency_key,)).fetchone()
+                if row is not None and row[1] > wall_now - key_ttl:
+                    return int(row[0]), True
+            cur = c.execute("INSERT INTO events (trigger, data, at, status) VALUES (?, ?, ?, 'pending')",
+                            (trigger, data, at))
+            event_id = int(cur.lastrowid)
+            if idempotency_key is not None:
+                c.execute("INSERT INTO idempotency_keys (key, event_id, created) VALUES (?, ?, ?) "
+                          "ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, created = excluded.created",
+                          (idempotency_key, event_id, wall_now))
+            return event_id, False
+
+    def events_page(self, status: str | None = None, before: int | None = None, limit: int = 50
+                    ) -> list[dict[str, Any]]:
+        """Events newest first with an id below `before` (keyset paging: no OFFSET scan)."""
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        sql = "SELECT id, trigger, data, at, status, error, depth, origin FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY id DESC LIMIT {int(limit)}"
+        keys = ("id", "trigger", "data", "at", "status", "error", "depth", "origin")
+        return [dict(zip(keys, r, strict=False)) for r in self.conn.execute(sql, params)]
 
     def claim_next_event(self, owner: str, wall_now: float, lease_expires: float
                          ) -> tuple[int, str, str, str, int] | None:
@@ -618,6 +660,36 @@ class SQLiteStore:
         keys = ("id", "rule", "version", "status", "started_at", "updated_at", "event_id", "error",
                 "deadline", "wait_trigger", "depth")
         return [dict(zip(keys, r, strict=False)) for r in self.conn.execute(sql, params)]
+
+    def runs_page(self, rule: str | None = None, status: str | None = None, before: int | None = None,
+                  limit: int = 50) -> list[dict]:
+        """Runs newest first with an id below `before`: keyset paging, one index range per page."""
+        sql = ("SELECT id, rule, version, status, started_at, updated_at, event_id, error, deadline, "
+               "wait_trigger, depth FROM runs")
+        where, params = [], []
+        if rule is not None:
+            where.append("rule = ?")
+            params.append(rule)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY id DESC LIMIT {int(limit)}"
+        keys = ("id", "rule", "version", "status", "started_at", "updated_at", "event_id", "error",
+                "deadline", "wait_trigger", "depth")
+        return [dict(zip(keys, r, strict=False)) for r in self.conn.execute(sql, params)]
+
+    def run_gauges(self, now: float) -> tuple[int, int, float | None]:
+        """(runs waiting, runs due by `now` and not yet resumed, the earliest due deadline)."""
+        waiting = self.conn.execute("SELECT count(*) FROM runs WHERE status = 'waiting'").fetchone()[0]
+        due, oldest = self.conn.execute(
+            "SELECT count(*), min(deadline) FROM runs WHERE status IN ('running', 'waiting') "
+            "AND deadline <= ? AND (lease_owner IS NULL OR lease_expires < ?)", (now, now)).fetchone()
+        return int(waiting), int(due), oldest
 
     # ------------------------------------------------------------------ the action journal
 
