@@ -163,7 +163,9 @@ def _engine(obj: Context, actions: str | None = None, *, runs_rules: bool = Fals
 
 
 def _print_json(value: object) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    from whenthen.views import dumps
+
+    click.echo(dumps(value))
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
@@ -411,6 +413,41 @@ def worker(obj: Context, once: bool, idle: float, lease: float, actions: str | N
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(0, 64),
+              help="Worker threads dispatching events and resuming runs (0: HTTP only).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@_actions_option
+@click.pass_obj
+def serve(obj: Context, host: str, port: int, workers: int, log_level: str, actions: str | None) -> None:
+    """The HTTP API and web console, with workers and schedules, in one process (SIGTERM stops it cleanly)."""
+    from whenthen.runtime.engine import load_actions_module, load_host_triggers
+    from whenthen.service.config import ServeConfig
+    from whenthen.service.engines import Engines
+    from whenthen.service.server import is_loopback_host, run
+    from whenthen.stdlib.config import StdlibConfig
+
+    engine = _engine(obj, actions, runs_rules=workers > 0)  # the same checks as `worker`, before listening
+    engine.close()
+    try:
+        config = ServeConfig.load(obj.config, db=obj.db)
+        stdlib = StdlibConfig.load(obj.config, db=obj.db)
+        host_actions = load_actions_module(actions) if actions else []
+        host_triggers = load_host_triggers(actions) if actions else {}
+    except WhenthenError as exc:
+        fail(str(exc))
+    if config.open and not is_loopback_host(host):
+        fail(f"--host {host}: no token is configured, so the service listens on loopback only "
+             "(set $WHENTHEN_TOKENS or [serve] tokens in whenthen.toml; docs/serve.md)")
+    from whenthen.runtime.clock import RealClock
+
+    engines = Engines(obj.db, config=stdlib, clock=RealClock(), actions=host_actions, triggers=host_triggers)
+    run(engines, config, host, port, workers, log_level)
+
+
+@main.command()
 @click.option("--rule", default=None)
 @click.option("--status", default=None,
               type=click.Choice(["running", "waiting", "completed", "failed", "exited"]))
@@ -462,6 +499,8 @@ def run_cmd(obj: Context, run_id: int, fmt: str) -> None:
     if fmt == "json":
         _print_json(found)
         return
+    from whenthen.views import describe_step
+
     click.echo(f"run {found['id']} · {found['rule']} v{found['version']} · {found['status']}")
     if found.get("event"):
         click.echo(f"  started by {found['event']['trigger']} {json.dumps(found['event']['data'])}")
@@ -471,29 +510,9 @@ def run_cmd(obj: Context, run_id: int, fmt: str) -> None:
             outcome = f"error: {step['error']}" if step.get("error") else f"→ {json.dumps(step['result'])}"
             click.echo(f"  {step['at']}  {step['action']}({args})  {outcome}")
         else:
-            click.echo(f"  {step['at']}  {_describe_step(step)}")
+            click.echo(f"  {step['at']}  {describe_step(step)}")
     if found.get("error"):
         click.echo(f"  error: {found['error']}")
-
-
-def _describe_step(step: dict) -> str:
-    """One trace step of `run ID`, in words."""
-    kind = step["kind"]
-    if kind == "wait":
-        if step.get("wait") == "for":
-            until = f" until {step['until']}" if step.get("until") else ""
-            return f"wait for {step.get('trigger')} {json.dumps(step.get('correlation') or {})}{until}"
-        return f"wait until {step.get('until')}"
-    if kind == "emit":
-        return f"emit {step.get('trigger')} {json.dumps(step.get('data'))}"
-    if kind == "branch":
-        return f"branch {step.get('branch')} (line {step.get('line')})"
-    if kind == "exit":
-        return f"exit on {step.get('trigger')} {json.dumps(step.get('event'))}"
-    if kind == "error":
-        return f"error: {step.get('error')}"
-    extra = {k: v for k, v in step.items() if k not in ("at", "kind")}
-    return f"{kind} {json.dumps(extra)}"
 
 
 @main.command()
