@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from _vm_support import RecordingHost, actions, compile_text, run_all
 from whenthen.compiler.checker import check_program
@@ -334,3 +336,37 @@ def test_the_repl_formats_in_a_typed_locale(tmp_path: Path) -> None:
     assert "'1\u202f234,5' : str" in done.stdout and "'mardi 1 décembre 2026' : str" in done.stdout
     assert "'tuesday' : 'monday'" in done.stdout and "3 : int" in done.stdout
     assert "E103" in done.stdout + done.stderr
+
+
+# ----------------------------------------------------------------------------- the caches change nothing
+
+FIELDS = ["G", "y", "yy", "yyyy", "u", "Q", "QQQQ", "q", "M", "MM", "MMM", "MMMM", "MMMMM", "L", "LLLL", "d", "dd",
+          "E", "EEEE", "EEEEE", "e", "ee", "eeee", "c", "cccc", "a", "b", "bbbb", "B", "BBBB", "h", "hh", "H", "HH",
+          "K", "k", "m", "mm", "s", "ss", "Y", "w", "W", "D", "F", "S", "SSS", "z", "zzzz", "Z", "v", "VV", "x",
+          "XXX", "O", "'o''clock'", " à ", ", ", "/"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 12, 31), timezones=st.just(UTC)),
+    fields=st.lists(st.sampled_from(FIELDS), min_size=1, max_size=6),
+    locale=st.sampled_from(["en", "fr_FR", "nl_NL", "ru_RU", "de_DE", "ja_JP", "ar_EG", "zh_Hant", "fi_FI"]),
+    zone=st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]),
+)
+def test_format_datetime_is_exactly_babel(moment: dt.datetime, fields: list[str], locale: str, zone: str) -> None:
+    """The memoised fields and results give what Babel gives called directly, for any datetime."""
+    from zoneinfo import ZoneInfo
+
+    from babel import dates
+
+    from whenthen.stdlib import formatting
+
+    pattern = "|".join(fields)  # adjacent letters would merge into one field
+    try:
+        expected = dates.format_datetime(moment, pattern, tzinfo=ZoneInfo(zone), locale=locale)
+    except ValueError:  # Babel's own gaps ('b' at midnight in fr_FR) fail the same way
+        with pytest.raises(ValueError):
+            formatting.format_datetime.__wrapped__(moment, pattern, locale, zone)
+        return
+    assert formatting.format_datetime(moment, pattern, locale, zone) == expected
+    assert formatting.format_datetime.__wrapped__(moment, pattern, locale, zone) == expected

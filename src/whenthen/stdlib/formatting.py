@@ -1,9 +1,10 @@
 """Formatting for people (SPEC 2.4): dates, times, numbers and money in a locale, from Babel's CLDR data.
 
-Babel is imported on first use, so `check` of a program without formatting never loads it. Three
-caches keep a template with `format_datetime` close to one with a plain `{starts_at}`: parsed
-locales, and the formatted text per (value, pattern, locale, zone), since the same few datetimes
-(an event's start, a deadline) are rendered into many messages.
+Babel is imported on first use, so `check` of a program without formatting never loads it. Caches
+keep a template with `format_datetime` close to one with a plain `{starts_at}`: parsed locales and
+patterns; the formatted text per (value, pattern, locale, zone), since the same few datetimes (an
+event's start, a deadline) are rendered into many messages; and, for a datetime not seen yet, each
+field's text by what it depends on (`_Fields`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ def currency_problem(code: str) -> str | None:
     return f"unknown currency {code!r} (an ISO 4217 code such as 'EUR', 'USD', 'RUB'){hint}"
 
 
+@lru_cache(maxsize=512)
+def _pattern(pattern: str) -> Any:
+    from babel import dates
+
+    return dates.parse_pattern(pattern)
+
+
 def _in_zone(value: dt.datetime, zone: str) -> dt.datetime:
     # a naive datetime is already wall-clock time in the file's zone (as for date())
     tz = ZoneInfo(zone)
@@ -99,7 +107,55 @@ def format_datetime(value: dt.datetime, pattern: str, locale: str, zone: str) ->
     if not isinstance(value, dt.datetime):
         raise ValueError(f"needs a datetime, got {type(value).__name__}")
     local = _in_zone(value, zone)
-    return dates.format_datetime(local, pattern, tzinfo=local.tzinfo, locale=locale_named(locale))
+    if pattern in STYLES:
+        return dates.format_datetime(local, pattern, tzinfo=local.tzinfo, locale=locale_named(locale))
+    return _pattern(pattern).format % _Fields(local, locale)
+
+
+# The part of a local datetime that each CLDR field letter's text depends on (with the locale and
+# the letter count), read off Babel's DateTimeFormat: 'EEEE' only on the weekday, 'MMMM' on the
+# month, 'HH' on the hour. Fields not listed (week numbers, zones, fractions) are never memoised.
+_DEPENDS_ON = {
+    **dict.fromkeys("Gyu", lambda v: v.year),
+    **dict.fromkeys("QqML", lambda v: v.month),
+    "d": lambda v: v.day,
+    **dict.fromkeys("Eec", lambda v: v.weekday()),
+    **dict.fromkeys("ahHKk", lambda v: v.hour),
+    **dict.fromkeys("bB", lambda v: (v.hour, v.minute, v.second)),
+    "m": lambda v: v.minute,
+    "s": lambda v: v.second,
+}
+_FIELD_TEXTS: dict[tuple[str, str, Any], str] = {}
+_MAX_FIELD_TEXTS = 100_000
+
+
+class _Fields:
+    """The mapping Babel's pattern format string is %-applied to: each field's text from Babel's
+    DateTimeFormat, memoised by what it depends on, so a new datetime costs a few dict lookups
+    (a day's name is looked up in CLDR's data once per locale, not once per message)."""
+
+    __slots__ = ("value", "locale")
+
+    def __init__(self, value: dt.datetime, locale: str):
+        self.value = value
+        self.locale = locale
+
+    def __getitem__(self, name: str) -> str:
+        depends = _DEPENDS_ON.get(name[0])
+        if depends is None:
+            return self.babel(name)
+        key = (self.locale, name, depends(self.value))
+        text = _FIELD_TEXTS.get(key)
+        if text is None:
+            text = self.babel(name)
+            if len(_FIELD_TEXTS) < _MAX_FIELD_TEXTS:
+                _FIELD_TEXTS[key] = text
+        return text
+
+    def babel(self, name: str) -> str:
+        from babel import dates
+
+        return dates.DateTimeFormat(self.value, locale_named(self.locale))[name]
 
 
 def _number(value: Any) -> int | float:
