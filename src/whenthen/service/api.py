@@ -26,7 +26,8 @@ async def _call(request: Request, scope: str, fn: Callable[[Any], Any]) -> Any:
 
     def work() -> Any:
         try:
-            return fn(svc.engines.here())
+            with svc.engines.lease() as engine:
+                return fn(engine)
         except WhenthenError as exc:
             raise HTTPException(404, str(exc)) from None
 

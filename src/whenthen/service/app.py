@@ -30,7 +30,8 @@ async def readyz(request: Request) -> Response:
 
     def probe() -> tuple[int, str]:
         try:
-            found = svc.engines.here().store.schema_version()
+            with svc.engines.lease() as engine:
+                found = engine.store.schema_version()
         except Exception as exc:  # any failure to reach the database means not ready
             return 503, f"database unreachable: {type(exc).__name__}: {exc}"
         if found != SCHEMA_VERSION:
@@ -54,7 +55,8 @@ async def openapi_json(request: Request) -> Response:
     require(request, svc.config, "ingest")
 
     def build() -> dict:
-        triggers = svc.engines.here().triggers()
+        with svc.engines.lease() as engine:
+            triggers = engine.triggers()
         return openapi.document(triggers, set(svc.config.signatures), version=whenthen.__version__,
                                 secured=not svc.config.open)
 

@@ -1,9 +1,11 @@
-"""One engine per thread on the service's database: request threads and workers never share a connection."""
+"""Engines on the service's database: a bounded pool lent to requests, and one of its own for each worker."""
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from whenthen.runtime.clock import Clock, RealClock
@@ -14,13 +16,15 @@ class Engines:
     """Opens engines alike (database, clock, settings, host actions and triggers) and closes them all."""
 
     def __init__(self, db: str, *, config: StdlibConfig | None = None, clock: Clock | None = None,
-                 actions: list[Callable[..., Any]] = (), triggers: dict[str, Any] | None = None):
+                 actions: list[Callable[..., Any]] = (), triggers: dict[str, Any] | None = None, size: int = 4):
         self.db = db
         self.config = config if config is not None else StdlibConfig.load(db=db)
         self.clock = clock or RealClock()
         self.actions = list(actions)
         self.triggers = dict(triggers or {})
-        self._local = threading.local()
+        self.size = size  # engines (connections) lent to requests at most; more requests wait for one
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lent = 0
         self._lock = threading.Lock()
         self._open: list[Any] = []
 
@@ -37,12 +41,23 @@ class Engines:
             self._open.append(engine)
         return engine
 
-    def here(self) -> Any:  # -> Engine
-        """This thread's engine, opened on first use."""
-        engine = getattr(self._local, "engine", None)
-        if engine is None:
-            engine = self._local.engine = self.new()
-        return engine
+    @contextmanager
+    def lease(self) -> Iterator[Any]:  # Iterator[Engine]
+        """An engine for one request: an idle one, a new one while fewer than `size` exist, or
+        the next one given back. Opening an engine costs far more than a request's read, so
+        they are kept; and a bounded number keeps the database's connection count bounded."""
+        try:
+            engine = self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                grow = self._lent < self.size
+                if grow:
+                    self._lent += 1
+            engine = self.new() if grow else self._idle.get()
+        try:
+            yield engine
+        finally:
+            self._idle.put(engine)
 
     def close(self) -> None:
         with self._lock:

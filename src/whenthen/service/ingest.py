@@ -45,7 +45,11 @@ async def post_event(request: Request) -> Response:
 
 
 def _accept_one(svc: Service, trigger: str, body: bytes, key: str | None) -> tuple[int, dict[str, Any]]:
-    engine = svc.engines.here()
+    with svc.engines.lease() as engine:
+        return _accept_with(engine, svc, trigger, body, key)
+
+
+def _accept_with(engine: Any, svc: Service, trigger: str, body: bytes, key: str | None) -> tuple[int, dict[str, Any]]:
     known = trigger in engine.triggers()
     label = trigger if known else UNKNOWN_TRIGGER
     try:
@@ -101,7 +105,11 @@ async def post_batch(request: Request) -> Response:
 
 
 def _accept_batch(svc: Service, items: list[Any]) -> list[dict[str, Any]]:
-    engine = svc.engines.here()
+    with svc.engines.lease() as engine:
+        return _batch_with(engine, svc, items)
+
+
+def _batch_with(engine: Any, svc: Service, items: list[Any]) -> list[dict[str, Any]]:
     known = engine.triggers()
     pairs: list[tuple[Any, Any]] = []
     early: dict[int, EventError] = {}

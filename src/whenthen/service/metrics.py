@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
@@ -17,7 +18,7 @@ UNKNOWN_TRIGGER = "(unknown)"  # one label for every unknown name: a client cann
 class Metrics:
     """The service's registry: event and action counters, and the run metrics read at scrape time."""
 
-    def __init__(self, engine: Callable[[], Any]):
+    def __init__(self, engine: Callable[[], AbstractContextManager[Any]]):
         self.registry = CollectorRegistry()
         self.events_accepted = Counter("whenthen_events_accepted", "Events accepted (answered 202 or in a batch).",
                                        ["trigger"], registry=self.registry)
@@ -46,11 +47,17 @@ class _RunCollector(Collector):
     """Run counts from the database at each scrape: exact across restarts and shared by every
     `serve` process on the database (so aggregate them with max, not sum)."""
 
-    def __init__(self, engine: Callable[[], Any]):
+    def __init__(self, engine: Callable[[], AbstractContextManager[Any]]):
         self.engine = engine
 
+    def describe(self) -> list[Metric]:
+        return []  # so that registering does not query the database (the names are fixed)
+
     def collect(self) -> Iterator[Metric]:
-        store = self.engine().store
+        with self.engine() as engine:
+            yield from self._collect(engine.store)
+
+    def _collect(self, store: Any) -> Iterator[Metric]:
         started = CounterMetricFamily("whenthen_runs_started", "Runs started, per rule.", labels=["rule"])
         finished = CounterMetricFamily("whenthen_runs_finished", "Runs that ended, per rule and status.",
                                        labels=["rule", "status"])

@@ -31,7 +31,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 def build_service(engines: Engines, config: ServeConfig, workers: int) -> Service:
-    metrics = Metrics(engines.here)
+    metrics = Metrics(engines.lease)
     pool = WorkerPool(engines, workers, on_action=metrics.on_action) if workers > 0 else None
     return Service(engines=engines, config=config, metrics=metrics, workers=pool)
 
