@@ -55,7 +55,7 @@ def print_diagnostics(diagnostics: list[Diagnostic], fmt: str = "text") -> None:
 
 @click.group()
 @click.option("--db", envvar="WHENTHEN_DB", default="whenthen.db", show_default=True,
-              help="SQLite database (or $WHENTHEN_DB).")
+              help="SQLite database file or postgresql:// URL (or $WHENTHEN_DB).")
 @click.option("--now", envvar="WHENTHEN_NOW", default=None,
               help="Fix the clock for this command (ISO 8601 datetime, or $WHENTHEN_NOW).")
 @click.option("--config", envvar="WHENTHEN_CONFIG", default=None, metavar="FILE.toml",
@@ -133,10 +133,13 @@ def repl(obj: Context, paths: tuple[str, ...], actions: str | None) -> None:
 # ----------------------------------------------------------------------------- the engine
 
 
-def _engine(obj: Context, actions: str | None = None, *, runs_rules: bool = False):  # -> Engine
+def _engine(obj: Context, actions: str | None = None, *, runs_rules: bool = False,
+            read_only: bool = False):  # -> Engine
     """The engine on `--db`, with the `--now` clock, `--config` and the `--actions` host module, or
     exit 2. With `runs_rules` (emit, ingest, worker), an action that active rules call with no
-    implementation is an error now, before anything runs (Engine.check_bindings)."""
+    implementation is an error now, before anything runs (Engine.check_bindings). With
+    `read_only` (commands that only read, SPEC 3) the database is never created or written: a
+    missing one is an error."""
     from whenthen.calendar import parse_datetime
     from whenthen.runtime.clock import FixedClock, RealClock
     from whenthen.runtime.engine import Engine, load_actions_module, load_host_triggers
@@ -147,19 +150,31 @@ def _engine(obj: Context, actions: str | None = None, *, runs_rules: bool = Fals
     except ValueError as exc:
         fail(f"--now: {exc}")
     try:
-        engine = Engine(obj.db, clock, config=StdlibConfig.load(obj.config, db=obj.db))
+        engine = Engine(obj.db, clock, config=StdlibConfig.load(obj.config, db=obj.db), read_only=read_only)
         if actions:
             for fn in load_actions_module(actions):
                 engine.action(fn)
             for name, model in load_host_triggers(actions).items():
                 engine.trigger(name, model)
+        _note_upgrade(obj.db, engine.store)
         if runs_rules:
             engine.check_bindings()
     except WhenthenError as exc:
         fail(str(exc))
-    except Exception as exc:  # the host module itself failed to import
-        fail(f"--actions {actions}: {type(exc).__name__}: {exc}")
+    except Exception as exc:
+        if actions is None and isinstance(exc, OSError):  # whenthen.toml beside --db unreadable
+            fail(f"cannot read {exc.filename or obj.db}: {exc.strerror or exc}")
+        fail(f"--actions {actions}: {type(exc).__name__}: {exc}")  # the host module failed to import
     return engine
+
+
+def _note_upgrade(db: str, store: object) -> None:
+    """Tell the user when opening the database upgraded its schema (a writing command did)."""
+    from whenthen.runtime.store.schema import SCHEMA_VERSION
+
+    before = getattr(store, "upgraded_from", None)
+    if before:  # 0 is a database just created: nothing to say
+        click.echo(f"note: upgraded {db} from schema version {before} to {SCHEMA_VERSION}", err=True)
 
 
 def _print_json(value: object) -> None:
@@ -208,7 +223,7 @@ def publish(obj: Context, paths: tuple[str, ...], author: str | None, enable: bo
 @click.pass_obj
 def rules(obj: Context, fmt: str) -> None:
     """List rules: version, state, trigger and run counts."""
-    found = _engine(obj).rules()
+    found = _engine(obj, read_only=True).rules()
     if fmt == "json":
         _print_json(found)
         return
@@ -248,7 +263,7 @@ def pause(obj: Context, rule: str) -> None:
 def versions(obj: Context, rule: str, fmt: str) -> None:
     """A rule's version history."""
     try:
-        found = _engine(obj).versions(rule)
+        found = _engine(obj, read_only=True).versions(rule)
     except WhenthenError as exc:
         fail(str(exc), EXIT_INPUT_ERROR)
     if fmt == "json":
@@ -282,7 +297,7 @@ def uses(obj: Context, trigger: str, fmt: str, paths: tuple[str, ...]) -> None:
     if paths:
         _uses_in_files(trigger, list(paths), fmt)
         return
-    found = _engine(obj).uses(trigger)
+    found = _engine(obj, read_only=True).uses(trigger)
     if fmt == "json":
         _print_json(found)
         return
@@ -455,7 +470,7 @@ def serve(obj: Context, host: str, port: int, workers: int, log_level: str, acti
 @click.pass_obj
 def runs(obj: Context, rule: str | None, status: str | None, fmt: str) -> None:
     """Run history."""
-    found = _engine(obj).runs(rule=rule, status=status)
+    found = _engine(obj, read_only=True).runs(rule=rule, status=status)
     if fmt == "json":
         _print_json(found)
         return
@@ -469,7 +484,7 @@ def runs(obj: Context, rule: str | None, status: str | None, fmt: str) -> None:
 @click.pass_obj
 def outbox(obj: Context, fmt: str) -> None:
     """Messages recorded instead of sent: send_email without SMTP, send_message, unbound actions."""
-    found = _engine(obj).outbox()
+    found = _engine(obj, read_only=True).outbox()
     if fmt == "json":
         _print_json(found)
         return
@@ -493,7 +508,7 @@ def outbox(obj: Context, fmt: str) -> None:
 def run_cmd(obj: Context, run_id: int, fmt: str) -> None:
     """One run: its steps, data, results and errors."""
     try:
-        found = _engine(obj).run(run_id)
+        found = _engine(obj, read_only=True).run(run_id)
     except WhenthenError as exc:
         fail(str(exc), EXIT_INPUT_ERROR)
     if fmt == "json":
@@ -690,6 +705,35 @@ def graph(obj: Context, target: str, rule: str | None, fmt: str) -> None:
     except WhenthenError as exc:
         fail(str(exc))
     click.echo(to_dot(drawn) if fmt == "dot" else to_mermaid(drawn), nl=False)
+
+
+# ----------------------------------------------------------------------------- the database
+
+
+@main.group("db")
+def db_group() -> None:
+    """The database itself: upgrade its schema, copy it to another database."""
+
+
+@db_group.command("upgrade")
+@click.pass_obj
+def db_upgrade(obj: Context) -> None:
+    """Bring --db to this whenthen's schema version, in one transaction."""
+    from whenthen.runtime.store import is_url, open_store
+    from whenthen.runtime.store.schema import SCHEMA_VERSION
+
+    if not is_url(obj.db) and not Path(obj.db).is_file():
+        fail(f"no database at {obj.db}")
+    try:
+        store = open_store(obj.db)  # opening for writing upgrades, all or nothing
+    except WhenthenError as exc:
+        fail(str(exc))
+    before = store.upgraded_from
+    store.close()
+    if before is None:
+        click.echo(f"{obj.db}: schema version {SCHEMA_VERSION}, nothing to upgrade")
+    else:
+        click.echo(f"{obj.db}: upgraded from schema version {before} to {SCHEMA_VERSION}")
 
 
 @main.command()

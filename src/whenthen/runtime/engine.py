@@ -198,12 +198,13 @@ class Engine:
 
     def __init__(self, db: str | os.PathLike[str] = ":memory:", clock: Clock | None = None, *,
                  retry: RetryPolicy | None = None, lease_seconds: float = 30.0, dry_run: bool = False,
-                 on_trace: Callable[[dict[str, Any]], None] | None = None, config: StdlibConfig | None = None):
+                 on_trace: Callable[[dict[str, Any]], None] | None = None, config: StdlibConfig | None = None,
+                 read_only: bool = False):
         # transports (SMTP, webhook secret, templates): the environment and whenthen.toml beside the
         # db; a dry run (simulate, the REPL) calls no transport, so it reads no settings
         self.config = config if config is not None else StdlibConfig() if dry_run else StdlibConfig.load(db=db)
         self.transports = Transports(self.config)
-        self.store = open_store(db)
+        self.store = open_store(db, read_only=read_only)  # read_only: never creates, upgrades or writes
         self.clock: Clock = clock or RealClock()
         self.retry = retry or RetryPolicy()
         self.lease_seconds = lease_seconds

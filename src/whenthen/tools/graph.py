@@ -350,7 +350,7 @@ def published_rule(db: str, name: str) -> ast.Rule | None:
 
     if not is_url(db) and not Path(db).is_file():
         return None
-    store = open_store(db)
+    store = open_store(db, read_only=True)  # drawing never creates or writes a database
     try:
         row = store.rule(name)
         version = store.version(name, row["version"]) if row else None
@@ -385,6 +385,10 @@ def graph_for(target: str, db: str, rule: str | None = None) -> Graph:
         for found_name, found_rule in program_rules(["."]):
             if found_name == name:
                 return rule_flow(found_rule, name)
+    from whenthen.runtime.store import StoreError, is_url
+
+    if not is_url(db) and not Path(db).is_file():  # an I/O error (exit 2), not bad input
+        raise StoreError(f"{target}: not a file or folder, nor a rule in ./*.rules; and no database at {db}")
     published = published_rule(db, name)
     if published is not None:
         return rule_flow(published, name)

@@ -15,8 +15,11 @@ def is_url(target: str | os.PathLike[str]) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
 
 
-def open_store(target: str | os.PathLike[str] = ":memory:") -> Store:
-    """The store for a SQLite path (`":memory:"` included) or a `postgresql://` URL."""
+def open_store(target: str | os.PathLike[str] = ":memory:", *, read_only: bool = False) -> Store:
+    """The store for a SQLite path (`":memory:"` included) or a `postgresql://` URL.
+
+    `read_only` (commands that only read): never creates or writes the database; a missing one,
+    or one that needs an upgrade, is a StoreError."""
     if is_url(target):
         raise StoreError(f"cannot open database {str(target)!r}: PostgreSQL is not available in this build")
-    return SQLiteStore(str(target))
+    return SQLiteStore(str(target), read_only=read_only)

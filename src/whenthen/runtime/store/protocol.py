@@ -44,6 +44,15 @@ class RunRow:
     activation: int
 
 
+class SchemaVersions(Protocol):
+    """The schema version a database records, and upgrading it (schema.py's migrations)."""
+
+    def schema_version(self) -> int: ...
+
+    def upgrade(self) -> tuple[int, int]:
+        """Bring the database to this whenthen's schema in one transaction; (from, to)."""
+
+
 class Transactions(Protocol):
     """How writes are grouped into commits."""
 
@@ -171,7 +180,9 @@ class Counters(Protocol):
     def save_active_set(self, set_id: str, members: list[tuple[str, int]]) -> None: ...
 
 
-class Store(Transactions, RulesAndVersions, EventQueue, RunsAndSnapshots, Journal, Schedules, Counters, Protocol):
+class Store(SchemaVersions, Transactions, RulesAndVersions, EventQueue, RunsAndSnapshots, Journal, Schedules, Counters, Protocol):
     """Everything the engine needs from a database."""
 
     path: str
+    read_only: bool  # opened by a command that only reads: every write raises StoreError
+    upgraded_from: int | None  # the schema version opening it upgraded from (0: it was created)

@@ -1,6 +1,17 @@
-"""The schema of a whenthen database: its version and the tables (SQLite dialect)."""
+"""The schema of a whenthen database: its version, the tables (SQLite dialect) and the migrations.
+
+`_TABLES` is always the newest schema: a new database is created from it directly. An older
+database is brought to it by the `MIGRATIONS` after its recorded version, in order, inside one
+transaction (`Store.upgrade`). Each migration is written once for every backend, against the
+small `Migrator` interface (`?` placeholders; each backend adapts them), and must leave an old
+database with exactly the tables and columns a new one has (tests/test_migrations.py compares).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 SCHEMA_VERSION = 1
 
@@ -61,3 +72,48 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS schedules (
   rule TEXT PRIMARY KEY, last_slot REAL NOT NULL, event_id INTEGER);
 """
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a DDL script, to run one by one inside a transaction (sqlite3's
+    `executescript` would commit first)."""
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+class Migrator(Protocol):
+    """What a migration may do to a database, the same on every backend."""
+
+    dialect: str  # "sqlite" or "postgresql": for the rare statement that differs
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+@dataclass(frozen=True)
+class Migration:
+    """Brings a database from version `to_version - 1` to `to_version`."""
+
+    to_version: int
+    summary: str
+    apply: Callable[[Migrator], None]
+
+
+# In order; the last one's `to_version` is SCHEMA_VERSION.
+MIGRATIONS: list[Migration] = []
+
+
+def pending(recorded: int) -> list[Migration]:
+    """The migrations a database at version `recorded` needs, in order."""
+    return [m for m in MIGRATIONS if m.to_version > recorded]
+
+
+def too_new(path: str, recorded: int) -> str:
+    """The refusal of a database written by a newer whenthen."""
+    return (f"database {path} has schema version {recorded}, newer than this whenthen's {SCHEMA_VERSION}: "
+            "it was written by a newer whenthen; use that version (or newer) with it")
+
+
+def too_old(path: str, recorded: int) -> str:
+    """A read-only command on a database that needs upgrading first."""
+    return (f"database {path} has schema version {recorded}, older than this whenthen's {SCHEMA_VERSION}: "
+            f"run `whenthen --db {path} db upgrade` (commands that only read never upgrade it)")

@@ -9,14 +9,16 @@ compare in SQL.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from whenthen.runtime.store.protocol import LeaseLost, RunRow, StoreError
-from whenthen.runtime.store.schema import _TABLES, SCHEMA_VERSION
+from whenthen.runtime.store.schema import _TABLES, SCHEMA_VERSION, pending, statements, too_new, too_old
 
 _RUN_COLS = "id, rule, version, event_id, status, frame, deadline, resume_event, depth, fence, activation"
 
@@ -78,29 +80,136 @@ class _Transaction:
             store._lock.release()
 
 
+class _SQLiteMigrator:
+    """`schema.Migrator` on a SQLite connection inside the upgrade's transaction."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(sql, tuple(params))
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, tuple(params)).fetchall()
+
+
 class SQLiteStore:
     """One SQLite database. Not shared between threads; each process opens its own."""
 
-    def __init__(self, path: str = ":memory:"):
+    def __init__(self, path: str = ":memory:", *, read_only: bool = False):
         self.path = path
-        try:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=60.0, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 60000")
-            if path != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-            self.conn = conn
-            self.conn.executescript(_TABLES)
-            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open database {path!r}: {exc}") from None
+        self.read_only = read_only and path != ":memory:"
+        self.upgraded_from: int | None = None  # the version this open upgraded from (0: created)
         self._lock = threading.RLock()
         self._depth = 0
         self._grouped = False  # inside `group`
         self._in_batch = False  # inside a batch that joined a group
         # Events written as `processed` before their dispatch ends (`open_event`): id -> lease.
         self._unfinished: dict[int, tuple[str, float]] = {}
+        try:
+            self.conn = self._open_read_only() if self.read_only else self._open_for_writing()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from None
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A connection that can never create or write the file (URI `mode=ro`), on a database
+        at this whenthen's schema version."""
+        path = self.path
+        if not os.path.isfile(path):
+            raise StoreError(f"no database at {path}")
+        uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+        # A WAL database needs its -shm beside it, which a reader creates when missing. Where it
+        # cannot (a read-only folder) and no -wal exists, nobody with our rights can be writing
+        # the file, so it is read as immutable.
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.exists(path + "-wal") and not os.access(folder, os.W_OK):
+            uri += "&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60.0, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 60000")
+        recorded = self._recorded_version(conn)
+        if recorded is None:
+            conn.close()
+            raise StoreError(f"{path} is not a whenthen database (no schema version recorded)")
+        if recorded > SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(too_new(path, recorded))
+        if recorded < SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(too_old(path, recorded))
+        return conn
+
+    def _open_for_writing(self) -> sqlite3.Connection:
+        """A connection for commands that write: creates the database, or upgrades an older one
+        in one transaction; refuses one written by a newer whenthen."""
+        path = self.path
+        if path != ":memory:" and os.path.exists(path):
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.access(path, os.W_OK):
+                raise StoreError(f"database {path} is read-only: this command writes to it "
+                                 "(commands that only read, such as `runs`, can read it)")
+            if not os.access(folder, os.W_OK) and not os.path.exists(path + "-wal"):
+                raise StoreError(f"cannot write database {path}: its folder is read-only, and SQLite needs "
+                                 "to create its -wal file beside it")
+        conn = sqlite3.connect(path, isolation_level=None, timeout=60.0, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 60000")
+        if path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn = conn
+        try:
+            if self._recorded_version(conn) != SCHEMA_VERSION:
+                before, after = self.upgrade()
+                if before != after:
+                    self.upgraded_from = before
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _recorded_version(conn: sqlite3.Connection) -> int | None:
+        """The schema version the database records; 0 for an empty file; None for a file of
+        other tables (not a whenthen database)."""
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return 0
+        if "meta" not in tables:
+            return None
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        try:
+            return int(row[0]) if row else None
+        except ValueError:
+            return None
+
+    def schema_version(self) -> int:
+        """The schema version this database records."""
+        return self._recorded_version(self.conn) or 0
+
+    def upgrade(self) -> tuple[int, int]:
+        """Bring the database to this whenthen's schema, in one transaction (all or nothing):
+        create it when empty, else apply the migrations after its recorded version. Returns
+        (from, to); refuses a database of a newer whenthen or of another program."""
+        if self.read_only:
+            raise StoreError(f"database {self.path} is open read-only")
+        with self.transaction() as c:  # BEGIN IMMEDIATE: a concurrent upgrade waits, then finds it done
+            recorded = self._recorded_version(c)
+            if recorded is None:
+                raise StoreError(f"{self.path} is not a whenthen database (no schema version recorded)")
+            if recorded > SCHEMA_VERSION:
+                raise StoreError(too_new(self.path, recorded))
+            if recorded == 0:
+                for statement in statements(_TABLES):
+                    c.execute(statement)
+                c.execute("INSERT INTO meta VALUES ('generation', '0')")
+                c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                return recorded, SCHEMA_VERSION
+            migrator = _SQLiteMigrator(c)
+            for migration in pending(recorded):
+                migration.apply(migrator)
+            c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            return recorded, SCHEMA_VERSION
 
     def close(self) -> None:
         self.conn.close()
@@ -116,6 +225,8 @@ class SQLiteStore:
         writes that either raise before writing anything (a fence or lease check done by the
         first statement) or whose errors nobody catches inside the batch, which then rolls back
         as a whole. Two statements fewer per call."""
+        if self.read_only:
+            raise StoreError(f"database {self.path} is open read-only: this command cannot write to it")
         return _Transaction(self, savepoint)
 
     @contextmanager
