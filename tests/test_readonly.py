@@ -90,3 +90,13 @@ def test_reading_a_live_database_leaves_its_file_unchanged(tmp_path: Path) -> No
     for args in READERS:
         assert whenthen(db, *args).returncode == 0, args
     assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
+
+
+def test_an_empty_file_reads_as_an_empty_database(tmp_path: Path) -> None:
+    # what a first publish killed before its first commit leaves
+    db = tmp_path / "empty.db"
+    db.write_bytes(b"")
+    done = whenthen(db, "rules", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert db.read_bytes() == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]

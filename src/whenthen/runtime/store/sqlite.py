@@ -135,7 +135,15 @@ class SQLiteStore:
         if recorded > SCHEMA_VERSION:
             conn.close()
             raise StoreError(too_new(path, recorded))
-        if recorded < SCHEMA_VERSION:
+        if recorded == 0:
+            # an empty file (what a first writer killed before its first commit leaves): it reads
+            # as an empty database, from tables in memory, never written to the file
+            conn.close()
+            conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            for statement in statements(_TABLES):
+                conn.execute(statement)
+            conn.execute("INSERT INTO meta VALUES ('generation', '0')")
+        elif recorded < SCHEMA_VERSION:
             conn.close()
             raise StoreError(too_old(path, recorded))
         return conn
