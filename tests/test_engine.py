@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import struct
 
 import pytest
@@ -16,6 +17,7 @@ from whenthen.runtime.clock import SimulatedClock
 from whenthen.runtime.engine import Engine, EngineError, RetryPolicy
 from whenthen.runtime.events import validate_event
 from whenthen.runtime.store import inspect
+from whenthen.runtime.store.checksum import version_sum
 from whenthen.values import unpack
 
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
@@ -323,22 +325,31 @@ def test_stale_worker_cannot_commit_after_takeover(tmp_path):
     assert engine.runs()[0]["status"] == "running"
 
 
-def test_damaged_snapshots_and_bytecode_fail_cleanly(tmp_path):
+def test_damaged_snapshots_and_bytecode_fail_visibly(tmp_path):
     engine, clock = make(tmp_path, """
 rule "A" when ping.sent then wait 1h; log(message: 'a')
 rule "B" when ping.sent then wait for message.received; log(message: 'b')
 """)
     engine.emit("ping.sent", {"n": 1})
     inspect.overwrite_blobs(engine.store, "runs", "frame", b"\x00\xff")
-    engine.emit("message.received", {"client_id": "c", "thread": "t", "text": "x"})  # skips B, no crash
+    engine.emit("message.received", {"client_id": "c", "thread": "t", "text": "x"})  # fails B, no crash
+    statuses = {r["rule"]: (r["status"], r.get("error", "")) for r in engine.runs()}
+    assert statuses["B"] == ("failed", "the snapshot of run 2 does not match its checksum (damaged, or copied "
+                                       "from another run); the run cannot continue")
+    assert statuses["A"][0] == "waiting"
     assert advance(engine, clock, dt.timedelta(hours=2)) == 1
     statuses = {r["rule"]: (r["status"], r.get("error", "")) for r in engine.runs()}
-    assert statuses["A"][0] == "failed" and "corrupt run snapshot" in statuses["A"][1]
-    assert statuses["B"][0] == "waiting"
+    assert statuses["A"][0] == "failed" and "snapshot of run 1 does not match its checksum" in statuses["A"][1]
+    failed = [json.loads(e["data"]) for e in engine.events() if e["trigger"] == "run.failed"]
+    assert sorted(f["run_id"] for f in failed) == ["1", "2"]
     inspect.overwrite_blobs(engine.store, "versions", "bytecode", b"\x01\x02")
     fresh = Engine(tmp_path / "wt.db", clock)
     fresh.emit("ping.sent", {"n": 2})  # the unreadable versions start nothing; the event is kept
     assert len(fresh.runs()) == 2 and fresh.events()[-1]["status"] == "processed"
+    listed = {r["name"]: r for r in fresh.rules()}
+    assert listed["A"]["unloadable"] == ("version 1 of rule 'A' is unloadable: its stored bytecode does not "
+                                         "match its checksum")
+    assert listed["A"]["unstarted"] == 1 and listed["B"]["unstarted"] == 1
 
 
 PLAY_RULES = """
@@ -526,8 +537,10 @@ end
     (blob,) = db.execute("SELECT bytecode FROM versions WHERE rule = 'U'").fetchone()
     data = unpack(bytes(blob)[6:])
     del data["uses"]
-    db.execute("UPDATE versions SET bytecode = ? WHERE rule = 'U'", (MAGIC + struct.pack(">H", FORMAT_VERSION)
-                                                                       + pack(data),))
+    old_blob = MAGIC + struct.pack(">H", FORMAT_VERSION) + pack(data)
+    # summed as the schema upgrade sums the blobs it finds
+    db.execute("UPDATE versions SET bytecode = ?, checksum = ? WHERE rule = 'U'",
+               (old_blob, version_sum("U", 1, old_blob)))
     db.commit()
     db.close()
 

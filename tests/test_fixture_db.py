@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from whenthen.runtime.store.schema import SCHEMA_VERSION
+
 FIXTURE = Path(__file__).resolve().parent.parent / "testdata" / "db" / "v1-waiting.db"
 
 
@@ -14,6 +16,9 @@ FIXTURE = Path(__file__).resolve().parent.parent / "testdata" / "db" / "v1-waiti
 def db(tmp_path: Path) -> Path:
     target = tmp_path / "old.db"
     shutil.copyfile(FIXTURE, target)  # never touch the committed file
+    # read-only commands never upgrade (they ask for `db upgrade`): upgrade first, explicitly
+    upgraded = wt(target, "2026-11-20T10:00:00Z", "db", "upgrade")
+    assert upgraded.stdout.strip() == f"{target}: upgraded from schema version 1 to {SCHEMA_VERSION}"
     return target
 
 

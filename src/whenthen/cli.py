@@ -227,9 +227,15 @@ def rules(obj: Context, fmt: str) -> None:
     if fmt == "json":
         _print_json(found)
         return
-    _table([[r["name"], r["version"], r["state"], r.get("schedule") or r["trigger"], r["runs"], r["waiting"], r["completed"],
+    _table([[r["name"], r["version"], "unloadable" if r.get("unloadable") else r["state"],
+             r.get("schedule") or r["trigger"], r["runs"], r["waiting"], r["completed"],
              r["failed"], r["exited"], r["filtered"]] for r in found],
            ["RULE", "VERSION", "STATE", "TRIGGER", "RUNS", "WAITING", "COMPLETED", "FAILED", "EXITED", "FILTERED"])
+    for r in found:  # SPEC 3.2: an unloadable version is never hidden
+        if r.get("unloadable") or r.get("unstarted"):
+            missed = f"; {r.get('unstarted', 0)} event(s) it could not start" if r.get("unstarted") else ""
+            click.echo(f"warning: {r.get('unloadable') or r['name'] + ': an earlier version was unloadable'}{missed}",
+                       err=True)
 
 
 @main.command()

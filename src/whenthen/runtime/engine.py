@@ -216,6 +216,8 @@ class Engine:
         self._host_actions: dict[str, ActionSig] = {}
         self._host_triggers: dict[str, TriggerSchema] = {}
         self._loaded: dict[tuple[str, int], LoadedRule] = {}
+        self._unloadable: dict[tuple[str, int], str] = {}  # (rule, version) -> why it cannot be loaded
+        self._unloadable_on: dict[str, list[tuple[str, int]]] = {}  # trigger -> active unloadable versions
         self._generation = -1
         self._active: dict[str, list[LoadedRule]] = {}
         self._starts: dict[str, _TriggerRules] = {}
@@ -297,11 +299,15 @@ class Engine:
         triggers.update(self._host_triggers)
         self._triggers, self._actions = triggers, actions
         active: dict[str, list[LoadedRule]] = defaultdict(list)
+        unloadable: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for rule, version, trigger, _ in self.store.active_versions():
             loaded = self._load(rule, version)
             if loaded is not None:
                 active[trigger].append(loaded)
+            else:  # never runs; the events it misses are counted (`rules` shows it with the reason)
+                unloadable[trigger].append((rule, version))
         self._active = dict(active)
+        self._unloadable_on = dict(unloadable)
         self._starts = {trigger: _TriggerRules.build(rules) for trigger, rules in active.items()
                         if trigger != SCHEDULE_TRIGGER}
         for group in self._starts.values():
@@ -314,10 +320,15 @@ class Engine:
         if loaded is None:
             row = self.store.version(rule, version)
             if row is None:
+                self._unloadable[key] = f"version {version} of rule '{rule}' is missing"
+                return None
+            if row.get("damaged"):  # failed its checksum: never decoded, never run
+                self._unloadable[key] = row["damaged"]
                 return None
             try:
                 code = RuleCode.decode(row["bytecode"])
-            except BytecodeError:  # written by another format version, or damaged: skip, never crash
+            except BytecodeError as exc:  # written by another format version: never crash
+                self._unloadable[key] = f"version {version} of rule '{rule}' is unloadable: {exc}"
                 return None
             loaded = LoadedRule(rule, version, code, _filter_of(code))
             self._loaded[key] = loaded
@@ -381,7 +392,7 @@ class Engine:
                 self.store.arm_schedule(name, epoch(self.clock.now()))  # owes no slot before it is enabled
             if current is not None:
                 old = self.store.version(name, current["version"])
-                if old is not None and old["hash"] == digest:
+                if old is not None and old["hash"] == digest and not old.get("damaged"):
                     if enable and current["state"] != "active":
                         self.store.set_state(name, "active")
                     state = "active" if enable else current["state"]
@@ -424,6 +435,8 @@ class Engine:
         old = self.store.version(rule, version)
         if old is None:
             raise EngineError(f"rule '{rule}' has no version {version} (it has 1 to {current['version']})")
+        if old.get("damaged"):
+            raise EngineError(f"{old['damaged']}: cannot revert to it")
         at = format_datetime(self.clock.now())
         number = self.store.add_version(rule, old["source"], old["bytecode"], old["hash"],
                                         author or f"revert to {version}", at, old["trigger"], current["state"])
@@ -437,6 +450,7 @@ class Engine:
     def rules(self) -> list[dict[str, Any]]:
         counts = self.store.run_counts()
         filtered = self.store.filtered_counts()
+        unstarted = self.store.unstarted_counts()
         out = []
         for r in self.store.rules():
             runs = counts.get(r["name"], {})
@@ -444,9 +458,24 @@ class Engine:
                         "runs": sum(runs.values()), **{s: runs.get(s, 0) for s in
                                                        ("running", "waiting", "completed", "failed", "exited")},
                         "filtered": filtered.get(r["name"], 0)})
+            reason = self._unloadable_reason(r["name"], r["version"])
+            if reason is not None:  # SPEC 3.2: shown, with the reason
+                out[-1]["unloadable"] = reason
+            if unstarted.get(r["name"]):
+                out[-1]["unstarted"] = unstarted[r["name"]]
             if r["trigger"] == SCHEDULE_TRIGGER:
                 out[-1].update(self._schedule_view(r["name"], r["version"], r["state"]))
         return out
+
+    def _unloadable_reason(self, rule: str, version: int) -> str | None:
+        """Why a version cannot be loaded, or None: its checksum is verified without decoding it."""
+        key = (rule, version)
+        if key in self._loaded:
+            return None
+        if key in self._unloadable:
+            return self._unloadable[key]
+        row = self.store.version(rule, version)
+        return f"version {version} of rule '{rule}' is missing" if row is None else row.get("damaged")
 
     def _schedule_view(self, rule: str, version: int, state: str) -> dict[str, Any]:
         """`schedule` (as written) and `next_fire` (UTC; null when paused or never again)."""
@@ -659,6 +688,11 @@ class Engine:
             self._try_resume(run_id, event, now)
         filtered: dict[tuple[str, int], int] = defaultdict(int)
         seen = None
+        unstarted = None
+        missed = self._unloadable_on.get(trigger)
+        if missed:  # active versions that cannot be loaded: the event is counted as not started by them
+            target = self.store.schedule_rule(event.event_id) if trigger == SCHEDULE_TRIGGER else None
+            unstarted = {key: 1 for key in missed if target is None or key[0] == target} or None
         if trigger == SCHEDULE_TRIGGER:
             target = self.store.schedule_rule(event.event_id)
             for loaded in self._active.get(trigger, ()):
@@ -675,7 +709,7 @@ class Engine:
                 if loaded.accepts(data):
                     self._start(loaded, event, now)
             seen = (trigger, group.set_id)
-        self.store.finish_event(event.event_id, self.owner, filtered, seen)
+        self.store.finish_event(event.event_id, self.owner, filtered, seen, unstarted)
 
     def _try_exit(self, run_id: int, clause: int, data: dict[str, Any], now: dt.datetime) -> None:
         run = self.store.get_run(run_id)
@@ -683,7 +717,8 @@ class Engine:
             return
         loaded = self._load(run.rule, run.version)
         frame = _decode_frame(run.frame)
-        if loaded is None or frame is None:
+        if loaded is None or frame is None:  # it cannot be evaluated: failed visibly, never skipped
+            self._fail_damaged(run, loaded)
             return
         if not vm.exit_matches(loaded.code, clause, frame.event, data, now=now):
             return
@@ -695,11 +730,12 @@ class Engine:
 
     def _try_resume(self, run_id: int, event: _Queued, now: dt.datetime) -> None:
         run = self.store.get_run(run_id)
-        if run is None or run.status != "waiting" or run.frame is None:
+        if run is None or run.status != "waiting":
             return
         loaded = self._load(run.rule, run.version)
         frame = _decode_frame(run.frame)
-        if loaded is None or frame is None:
+        if loaded is None or frame is None:  # it cannot be evaluated: failed visibly, never skipped
+            self._fail_damaged(run, loaded)
             return
         if not vm.wait_matches(loaded.code, frame, event.data, now=now):
             return
@@ -745,12 +781,12 @@ class Engine:
         """Continue a run claimed by run_due: a timer came, or a crash interrupted it."""
         loaded = self._load(run.rule, run.version)
         if loaded is None or run.frame is None:
-            self._fail_unloadable(run, f"version {run.version} of rule '{run.rule}' is missing")
+            self._fail_unloadable(run, self._why_unloadable(run, loaded))
             return
         try:
             frame = vm.Frame.decode(run.frame)
         except BytecodeError as exc:
-            self._fail_unloadable(run, str(exc))
+            self._fail_unloadable(run, f"run {run.id}: {exc}")
             return
         resume = None
         if run.resume_event is not None:
@@ -762,13 +798,36 @@ class Engine:
                     resume = None
         self._activate(run, loaded, frame, resume)
 
+    def _why_unloadable(self, run: RunRow, loaded: LoadedRule | None) -> str:
+        if run.damaged:
+            return run.damaged
+        if loaded is None:
+            return self._unloadable.get((run.rule, run.version), f"version {run.version} of rule '{run.rule}' is missing")
+        return f"run {run.id} has no snapshot"
+
+    def _fail_damaged(self, run: RunRow, loaded: LoadedRule | None) -> None:
+        """A waiting run an event concerns whose snapshot or code cannot be used: claim and fail it."""
+        claimed = self.store.claim_run(run, self.owner, time.time(), time.time() + self.lease_seconds)
+        if claimed is not None:
+            self._fail_unloadable(claimed, self._why_unloadable(run, loaded))
+
     def _fail_unloadable(self, run: RunRow, error: str) -> None:
+        """Fail a claimed run that cannot continue (damaged snapshot, unloadable version), with an
+        error step and `run.failed`; its snapshot is not kept."""
+        at = format_datetime(self.clock.now())
+        step = {"ordinal": 1_000_000, "at": at, "kind": "error", "data": _dumps({"error": error})}
+        emits = []
+        if run.depth <= MAX_EMIT_DEPTH:
+            emits.append(("run.failed", _dumps({"rule": run.rule, "run_id": str(run.id), "error": error}),
+                          run.depth + 1, "system"))
         try:
-            self.store.commit_activation(run, status="failed", frame=run.frame, deadline=None, wait_trigger=None,
-                                         waits=[], steps=[], error=error, at=format_datetime(self.clock.now()),
-                                         emits=[])
+            ids = self.store.commit_activation(run, status="failed", frame=None, deadline=None, wait_trigger=None,
+                                               waits=[], steps=[step], error=error, at=at, emits=emits)
         except LeaseLost:
-            pass
+            return
+        for event_id, (trigger, data, depth, _origin) in zip(ids, emits, strict=True):
+            self._queue.append(_Queued(event_id, trigger, json.loads(data), depth))
+        self._trace({"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": "failed", "error": error})
 
     def _activate(self, run: RunRow, loaded: LoadedRule, frame: vm.Frame, resume: Any,
                   start: _Start | None = None) -> None:
@@ -852,6 +911,8 @@ class Engine:
                      "args": values.to_json(args)})
         previous = self.store.journal_get(run.id, step)
         for row in previous:
+            if row.get("damaged"):  # never replay an altered result: the run fails naming it
+                raise RuntimeError(row["damaged"])
             if row["status"] == "done":  # replaying after a crash: the action already happened
                 act.ordinal += 1
                 return values.unpack(row["result"]) if row["result"] is not None else None
@@ -1166,9 +1227,10 @@ def _run_view(row: dict[str, Any]) -> dict[str, Any]:
 def _step_view(row: dict[str, Any]) -> dict[str, Any]:
     view: dict[str, Any] = {"at": row["at"], "kind": row["kind"]}
     if row["kind"] == "action":
-        result = values.unpack(row["result"]) if row["result"] is not None else None
+        damaged = row.get("damaged")
+        result = values.unpack(row["result"]) if row["result"] is not None and not damaged else None
         view.update(action=row["action"], args=json.loads(row["args"]) if row["args"] else {},
-                    result=values.to_json(result), error=row["error"], status=row["status"],
+                    result=values.to_json(result), error=row["error"] or damaged, status=row["status"],
                     attempt=row["attempt"], idempotency_key=row["idem_key"])
     elif row["data"]:
         view.update(json.loads(row["data"]))

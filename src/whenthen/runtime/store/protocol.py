@@ -42,12 +42,14 @@ class RunRow:
     depth: int
     fence: int
     activation: int
+    damaged: str | None = None  # the snapshot failed its checksum (then `frame` is None): why
 
 
 class SchemaVersions(Protocol):
     """The schema version a database records, and upgrading it (schema.py's migrations)."""
 
-    def schema_version(self) -> int: ...
+    def schema_version(self) -> int:
+        """The schema version the database records (cheap: `/readyz` calls it)."""
 
     def upgrade(self) -> tuple[int, int]:
         """Bring the database to this whenthen's schema in one transaction; (from, to)."""
@@ -57,8 +59,6 @@ class Transactions(Protocol):
     """How writes are grouped into commits."""
 
     def close(self) -> None: ...
-    def schema_version(self) -> int:
-        """The schema version the database records."""
 
     def batch(self) -> AbstractContextManager[None]:
         """One commit for the writes inside (one event's dispatch, one resumed run)."""
@@ -71,7 +71,11 @@ class Transactions(Protocol):
 
 
 class RulesAndVersions(Protocol):
-    """Rules, their stored versions, declarations and the `uses` index."""
+    """Rules, their stored versions, declarations and the `uses` index.
+
+    `version()` verifies the bytecode's checksum: its `damaged` is None, or why the version must
+    not be loaded. Likewise runs read with a damaged or foreign snapshot come with `frame` None
+    and `damaged` set, and journal rows with a damaged result with `damaged` set."""
 
     def generation(self) -> int: ...
     def bump_generation(self) -> None: ...
@@ -102,7 +106,8 @@ class EventQueue(Protocol):
     def claim_event(self, event_id: int, owner: str, wall_now: float, lease_expires: float) -> bool: ...
     def reject_event(self, event_id: int, error: str) -> None: ...
     def finish_event(self, event_id: int, owner: str, filtered: dict[tuple[str, int], int],
-                     seen: tuple[str, str] | None = None) -> bool: ...
+                     seen: tuple[str, str] | None = None,
+                     unstarted: dict[tuple[str, int], int] | None = None) -> bool: ...
     def has_claimable_event(self, wall_now: float) -> bool: ...
     def event(self, event_id: int) -> dict[str, Any] | None: ...
     def events(self, status: str | None = None) -> list[dict[str, Any]]: ...
@@ -175,6 +180,7 @@ class Counters(Protocol):
     def run_counts(self) -> dict[str, dict[str, int]]: ...
     def filtered_by_version(self) -> dict[tuple[str, int], int]: ...
     def filtered_counts(self) -> dict[str, int]: ...
+    def unstarted_counts(self) -> dict[str, int]: ...
     def run_gauges(self, now: float) -> tuple[int, int, float | None]:
         """(runs waiting, runs due by `now` not yet resumed, the earliest due deadline)."""
     def save_active_set(self, set_id: str, members: list[tuple[str, int]]) -> None: ...

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS rules (
   created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS versions (
   rule TEXT NOT NULL, version INTEGER NOT NULL, source TEXT NOT NULL, bytecode BLOB NOT NULL,
-  hash TEXT NOT NULL, author TEXT, created_at TEXT NOT NULL, trigger TEXT NOT NULL,
+  hash TEXT NOT NULL, author TEXT, created_at TEXT NOT NULL, trigger TEXT NOT NULL, checksum TEXT,
   PRIMARY KEY (rule, version));
 CREATE TABLE IF NOT EXISTS uses (
   rule TEXT NOT NULL, version INTEGER NOT NULL, trigger TEXT NOT NULL, how TEXT NOT NULL,
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS runs (
   status TEXT NOT NULL, frame BLOB, deadline REAL, wait_trigger TEXT, resume_event INTEGER,
   depth INTEGER NOT NULL DEFAULT 0, started_at TEXT NOT NULL, updated_at TEXT NOT NULL,
   error TEXT, lease_owner TEXT, lease_expires REAL, fence INTEGER NOT NULL DEFAULT 0,
-  activation INTEGER NOT NULL DEFAULT 0, UNIQUE (event_id, rule));
+  activation INTEGER NOT NULL DEFAULT 0, frame_sum TEXT, UNIQUE (event_id, rule));
 CREATE INDEX IF NOT EXISTS runs_due ON runs (deadline, id) WHERE status IN ('running', 'waiting');
 CREATE INDEX IF NOT EXISTS runs_rule ON runs (rule, status);
 CREATE INDEX IF NOT EXISTS runs_rule_page ON runs (rule, id);
@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS steps (
   run_id INTEGER NOT NULL, activation INTEGER NOT NULL, ordinal INTEGER NOT NULL,
   attempt INTEGER NOT NULL DEFAULT 0, at TEXT NOT NULL, kind TEXT NOT NULL, action TEXT,
   step INTEGER, idem_key TEXT UNIQUE, status TEXT, args TEXT, result BLOB, error TEXT, data TEXT,
-  PRIMARY KEY (run_id, activation, ordinal, attempt));
+  result_sum TEXT, PRIMARY KEY (run_id, activation, ordinal, attempt));
 CREATE INDEX IF NOT EXISTS steps_action ON steps (run_id, step) WHERE step IS NOT NULL;
 CREATE TABLE IF NOT EXISTS waits (
   run_id INTEGER NOT NULL, kind TEXT NOT NULL, clause INTEGER NOT NULL, trigger TEXT NOT NULL,
@@ -61,7 +61,7 @@ CREATE INDEX IF NOT EXISTS waits_run ON waits (run_id);
 CREATE TABLE IF NOT EXISTS wait_fields (trigger TEXT NOT NULL, kind TEXT NOT NULL, field TEXT NOT NULL,
   PRIMARY KEY (trigger, kind, field));
 CREATE TABLE IF NOT EXISTS counters (rule TEXT NOT NULL, version INTEGER NOT NULL,
-  filtered INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rule, version));
+  filtered INTEGER NOT NULL DEFAULT 0, unstarted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rule, version));
 CREATE TABLE IF NOT EXISTS active_sets (set_id TEXT NOT NULL, rule TEXT NOT NULL, version INTEGER NOT NULL,
   PRIMARY KEY (set_id, rule, version));
 CREATE TABLE IF NOT EXISTS trigger_seen (trigger TEXT NOT NULL, set_id TEXT NOT NULL,
@@ -86,6 +86,7 @@ class Migrator(Protocol):
     dialect: str  # "sqlite" or "postgresql": for the rare statement that differs
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
@@ -98,8 +99,38 @@ class Migration:
     apply: Callable[[Migrator], None]
 
 
+def _v2_checksums(m: Migrator) -> None:
+    """Checksums on bytecode, snapshots and journaled results (SPEC 3.2), and the count of events
+    an unloadable version could not start. The blobs already stored are summed as they are: what
+    was damaged before this version cannot be told apart any more (it fails as it did)."""
+    from whenthen.runtime.store.checksum import frame_sum, result_sum, version_sum
+
+    m.execute("ALTER TABLE versions ADD COLUMN checksum TEXT")
+    m.execute("ALTER TABLE runs ADD COLUMN frame_sum TEXT")
+    m.execute("ALTER TABLE steps ADD COLUMN result_sum TEXT")
+    m.execute("ALTER TABLE counters ADD COLUMN unstarted INTEGER NOT NULL DEFAULT 0")
+    # the HTTP service's idempotency keys and keyset-page indexes (added to version 1's tables
+    # before versions were migrated; created here for version-1 databases that lack them)
+    m.execute("CREATE TABLE IF NOT EXISTS idempotency_keys (\n  key TEXT PRIMARY KEY, event_id INTEGER NOT NULL, "
+              "created REAL NOT NULL)")
+    for index, table, columns in (("events_status_page", "events", "status, id"), ("runs_rule_page", "runs", "rule, id"),
+                                  ("runs_status_page", "runs", "status, id")):
+        m.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({columns})")
+    m.executemany("UPDATE versions SET checksum = ? WHERE rule = ? AND version = ?",
+                  [(version_sum(rule, version, bytes(blob)), rule, version)
+                   for rule, version, blob in m.rows("SELECT rule, version, bytecode FROM versions")])
+    m.executemany("UPDATE runs SET frame_sum = ? WHERE id = ?",
+                  [(frame_sum(run_id, bytes(blob)), run_id)
+                   for run_id, blob in m.rows("SELECT id, frame FROM runs WHERE frame IS NOT NULL")])
+    m.executemany("UPDATE steps SET result_sum = ? WHERE idem_key = ?",
+                  [(result_sum(key, bytes(blob)), key) for key, blob in m.rows(
+                      "SELECT idem_key, result FROM steps WHERE result IS NOT NULL AND idem_key IS NOT NULL")])
+
+
 # In order; the last one's `to_version` is SCHEMA_VERSION.
-MIGRATIONS: list[Migration] = []
+MIGRATIONS: list[Migration] = [
+    Migration(2, "checksums on bytecode, run snapshots and journaled results", _v2_checksums),
+]
 
 
 def pending(recorded: int) -> list[Migration]:

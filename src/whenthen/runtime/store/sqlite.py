@@ -17,10 +17,29 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from whenthen.runtime.store.checksum import (
+    frame_damage,
+    frame_sum,
+    result_damage,
+    result_sum,
+    version_damage,
+    version_sum,
+)
 from whenthen.runtime.store.protocol import LeaseLost, RunRow, StoreError
 from whenthen.runtime.store.schema import _TABLES, SCHEMA_VERSION, pending, statements, too_new, too_old
 
-_RUN_COLS = "id, rule, version, event_id, status, frame, deadline, resume_event, depth, fence, activation"
+_RUN_COLS = "id, rule, version, event_id, status, frame, deadline, resume_event, depth, fence, activation, frame_sum"
+
+
+def _run_row(row: tuple[Any, ...]) -> RunRow:
+    """A run as read, its snapshot verified: a damaged or foreign one is withheld (`frame` None)
+    and `damaged` says why."""
+    *fields, stored = row
+    run = RunRow(*fields)
+    damage = frame_damage(run.id, run.frame, stored)
+    if damage is not None:
+        run.frame, run.damaged = None, damage
+    return run
 
 
 class _Transaction:
@@ -90,6 +109,9 @@ class _SQLiteMigrator:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.conn.execute(sql, tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.conn.execute(sql, tuple(params)).fetchall()
@@ -190,10 +212,6 @@ class SQLiteStore:
             return int(row[0]) if row else None
         except ValueError:
             return None
-
-    def schema_version(self) -> int:
-        """The schema version this database records."""
-        return self._recorded_version(self.conn) or 0
 
     def upgrade(self) -> tuple[int, int]:
         """Bring the database to this whenthen's schema, in one transaction (all or nothing):
@@ -338,6 +356,11 @@ class SQLiteStore:
             totals[rule] = totals.get(rule, 0) + n
         return totals
 
+    def unstarted_counts(self) -> dict[str, int]:
+        """Per rule: events its active versions could not consider, being unloadable."""
+        return {rule: int(n) for rule, n in self.conn.execute(
+            "SELECT rule, sum(unstarted) FROM counters GROUP BY rule HAVING sum(unstarted) > 0")}
+
     def save_active_set(self, set_id: str, members: list[tuple[str, int]]) -> None:
         with self.transaction() as c:
             c.executemany("INSERT OR IGNORE INTO active_sets VALUES (?, ?, ?)",
@@ -345,10 +368,14 @@ class SQLiteStore:
 
     def version(self, rule: str, version: int) -> dict[str, Any] | None:
         row = self.conn.execute(
-            "SELECT rule, version, source, bytecode, hash, author, created_at, trigger FROM versions "
+            "SELECT rule, version, source, bytecode, hash, author, created_at, trigger, checksum FROM versions "
             "WHERE rule = ? AND version = ?", (rule, version)).fetchone()
+        if row is None:
+            return None
         keys = ("rule", "version", "source", "bytecode", "hash", "author", "created_at", "trigger")
-        return dict(zip(keys, row, strict=False)) if row else None
+        found = dict(zip(keys, row, strict=False))
+        found["damaged"] = version_damage(rule, version, bytes(row[3]), row[8])  # None when intact
+        return found
 
     def versions(self, rule: str) -> list[dict[str, Any]]:
         rows = self.conn.execute(
@@ -362,8 +389,10 @@ class SQLiteStore:
         with self.transaction() as c:
             row = c.execute("SELECT max(version) FROM versions WHERE rule = ?", (rule,)).fetchone()
             number = (row[0] or 0) + 1
-            c.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                      (rule, number, source, bytecode, hash_, author, at, trigger))
+            c.execute("INSERT INTO versions (rule, version, source, bytecode, hash, author, created_at, trigger, "
+                      "checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (rule, number, source, bytecode, hash_, author, at, trigger,
+                       version_sum(rule, number, bytecode)))
             c.execute(
                 "INSERT INTO rules (name, state, version, trigger, created_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET version = excluded.version, trigger = excluded.trigger",
@@ -498,9 +527,11 @@ class SQLiteStore:
             return cur.rowcount == 1
 
     def finish_event(self, event_id: int, owner: str, filtered: dict[tuple[str, int], int],
-                     seen: tuple[str, str] | None = None) -> bool:
+                     seen: tuple[str, str] | None = None, unstarted: dict[tuple[str, int], int] | None = None
+                     ) -> bool:
         """Mark an event processed and count it, once (fenced by the event's lease): `seen` is
-        (trigger, active set id), `filtered` per-version counts (schedule events)."""
+        (trigger, active set id), `filtered` per-version counts (schedule events), `unstarted`
+        the active versions that could not be loaded to consider it (SPEC 3.2)."""
         with self.transaction(savepoint=False) as c:  # the lease check writes nothing when it fails
             if self._unfinished.pop(event_id, None) is None:  # else written `processed`, never committed otherwise
                 cur = c.execute(
@@ -513,6 +544,11 @@ class SQLiteStore:
                     "INSERT INTO counters (rule, version, filtered) VALUES (?, ?, ?) ON CONFLICT (rule, version) "
                     "DO UPDATE SET filtered = filtered + excluded.filtered",
                     [(rule, version, n) for (rule, version), n in filtered.items()])
+            if unstarted:
+                c.executemany(
+                    "INSERT INTO counters (rule, version, unstarted) VALUES (?, ?, ?) ON CONFLICT (rule, version) "
+                    "DO UPDATE SET unstarted = unstarted + excluded.unstarted",
+                    [(rule, version, n) for (rule, version), n in unstarted.items()])
             if seen is not None:
                 c.execute("INSERT INTO trigger_seen (trigger, set_id, n) VALUES (?, ?, 1) ON CONFLICT (trigger, set_id) "
                           "DO UPDATE SET n = n + 1", seen)
@@ -541,17 +577,20 @@ class SQLiteStore:
 
     def get_run(self, run_id: int) -> RunRow | None:
         row = self.conn.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return RunRow(*row) if row else None
+        return _run_row(row) if row else None
 
     def create_run(self, rule: str, version: int, event_id: int | None, frame: bytes, deadline: float,
                    depth: int, at: str, owner: str, lease_expires: float,
                    exits: list[tuple[str, int, str, str | None, str | None]] = ()) -> RunRow | None:
         """A new run, claimed by `owner`, due now; None if this event already started this rule."""
         with self.transaction(savepoint=False) as c:  # INSERT OR IGNORE writes nothing on a duplicate
+            run_id = self._next_run_id(c)
             cur = c.execute(
-                "INSERT OR IGNORE INTO runs (rule, version, event_id, status, frame, deadline, depth, started_at, "
-                "updated_at, lease_owner, lease_expires, fence) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, 1)",
-                (rule, version, event_id, frame, deadline, depth, at, at, owner, lease_expires))
+                "INSERT OR IGNORE INTO runs (id, rule, version, event_id, status, frame, frame_sum, deadline, depth, "
+                "started_at, updated_at, lease_owner, lease_expires, fence) "
+                "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                (run_id, rule, version, event_id, frame, frame_sum(run_id, frame), deadline, depth, at, at, owner,
+                 lease_expires))
             if cur.rowcount != 1:
                 return None
             self._insert_waits(c, int(cur.lastrowid), list(exits))
@@ -568,10 +607,16 @@ class SQLiteStore:
         Returns the run (as `create_run` would have) and the emitted events' ids; None, writing
         nothing, if this event already started this rule."""
         with self.transaction(savepoint=False) as c:
+            # a snapshot's sum names its run: the id is chosen first (the write lock is held, so
+            # it is the one the insert would pick); a run that ended keeps no snapshot
+            run_id = self._next_run_id(c) if frame is not None else None
             cur = c.execute(
-                "INSERT OR IGNORE INTO runs (rule, version, event_id, status, frame, deadline, wait_trigger, depth, "
-                "started_at, updated_at, fence, activation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 1)",
-                (rule, version, event_id, status, frame, deadline, wait_trigger, depth, at, at))
+                "INSERT OR IGNORE INTO runs (id, rule, version, event_id, status, frame, frame_sum, deadline, "
+                "wait_trigger, depth, started_at, updated_at, fence, activation) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 1)",
+                (run_id, rule, version, event_id, status, frame,
+                 frame_sum(run_id, frame) if run_id is not None and frame is not None else None, deadline,
+                 wait_trigger, depth, at, at))
             if cur.rowcount != 1:
                 return None
             run = RunRow(int(cur.lastrowid), rule, version, event_id, status, frame, deadline, None, depth, 1, 0)
@@ -579,6 +624,11 @@ class SQLiteStore:
             if status not in ("completed", "failed", "exited"):
                 self._insert_waits(c, run.id, waits)
             return run, self._insert_emits(c, run.id, emits, at)
+
+    @staticmethod
+    def _next_run_id(c: sqlite3.Connection) -> int:
+        """The id the next run gets (inside the write transaction; runs are never deleted)."""
+        return int(c.execute("SELECT coalesce(max(id), 0) + 1 FROM runs").fetchone()[0])
 
     def has_due_run(self, now: float, wall_now: float) -> bool:
         """A read without the write lock: is there anything for claim_next_due_run?"""
@@ -603,7 +653,7 @@ class SQLiteStore:
                 return None
             c.execute("UPDATE runs SET fence = fence + 1, lease_owner = ?, lease_expires = ?, status = 'running' "
                       "WHERE id = ?", (owner, lease_expires, row[0]))
-            run = RunRow(*row)
+            run = _run_row(row)
             run.fence += 1
             run.status = "running"
             return run
@@ -632,7 +682,7 @@ class SQLiteStore:
                 c.execute("DELETE FROM waits WHERE run_id = ? AND kind = 'wait'", (run.id,))
                 c.execute("UPDATE runs SET deadline = 0 WHERE id = ?", (run.id,))
             row = c.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run.id,)).fetchone()
-            return RunRow(*row)
+            return _run_row(row)
 
     def check_fence(self, c: sqlite3.Connection, run_id: int, fence: int) -> None:
         row = c.execute("SELECT fence FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -655,9 +705,11 @@ class SQLiteStore:
         with self.transaction(savepoint=False) as c:
             # The fence is checked by the first write: when it fails, nothing was written.
             cur = c.execute(
-                "UPDATE runs SET status = ?, frame = ?, deadline = ?, wait_trigger = ?, resume_event = NULL, "
-                "error = ?, updated_at = ?, lease_owner = NULL, lease_expires = NULL, activation = activation + 1 "
-                "WHERE id = ? AND fence = ?", (status, frame, deadline, wait_trigger, error, at, run.id, run.fence))
+                "UPDATE runs SET status = ?, frame = ?, frame_sum = ?, deadline = ?, wait_trigger = ?, "
+                "resume_event = NULL, error = ?, updated_at = ?, lease_owner = NULL, lease_expires = NULL, "
+                "activation = activation + 1 WHERE id = ? AND fence = ?",
+                (status, frame, frame_sum(run.id, frame) if frame is not None else None, deadline, wait_trigger,
+                 error, at, run.id, run.fence))
             if cur.rowcount != 1:
                 raise LeaseLost(f"run {run.id} was taken over by another worker")
             self._insert_steps(c, run, steps)
@@ -815,9 +867,10 @@ class SQLiteStore:
     def journal_get(self, run_id: int, step: int) -> list[dict[str, Any]]:
         """The journal rows of one action step (one per attempt), oldest first."""
         rows = self.conn.execute(
-            "SELECT attempt, status, result, error, idem_key FROM steps WHERE run_id = ? AND step = ? "
+            "SELECT attempt, status, result, error, idem_key, result_sum FROM steps WHERE run_id = ? AND step = ? "
             "ORDER BY attempt", (run_id, step))
-        return [dict(zip(("attempt", "status", "result", "error", "idem_key"), r, strict=False)) for r in rows]
+        return [dict(zip(("attempt", "status", "result", "error", "idem_key"), r, strict=False),
+                     damaged=result_damage(r[4], r[2], r[5])) for r in rows]
 
     def journal_intent(self, run: RunRow, lease_expires: float, pending_steps: list[dict[str, Any]],
                        row: dict[str, Any]) -> None:
@@ -838,8 +891,9 @@ class SQLiteStore:
         """Record an attempt's outcome (`done` with its result, or `failed` with the error)."""
         with self.transaction() as c:
             self.check_fence(c, run.id, run.fence)
-            c.execute("UPDATE steps SET status = ?, result = ?, error = ? WHERE idem_key = ?",
-                      (status, result, error, idem_key))
+            c.execute("UPDATE steps SET status = ?, result = ?, result_sum = ?, error = ? WHERE idem_key = ?",
+                      (status, result, result_sum(idem_key, result) if result is not None else None, error,
+                       idem_key))
             if outbox is not None:
                 action, args, at = outbox
                 c.execute("INSERT OR IGNORE INTO outbox (run_id, action, args, idem_key, created_at) "
@@ -847,10 +901,10 @@ class SQLiteStore:
 
     def steps(self, run_id: int) -> list[dict[str, Any]]:
         rows = self.conn.execute(
-            "SELECT at, kind, action, step, attempt, idem_key, status, args, result, error, data FROM steps "
-            "WHERE run_id = ? ORDER BY activation, ordinal, attempt", (run_id,))
+            "SELECT at, kind, action, step, attempt, idem_key, status, args, result, error, data, result_sum "
+            "FROM steps WHERE run_id = ? ORDER BY activation, ordinal, attempt", (run_id,))
         keys = ("at", "kind", "action", "step", "attempt", "idem_key", "status", "args", "result", "error", "data")
-        return [dict(zip(keys, r, strict=False)) for r in rows]
+        return [dict(zip(keys, r, strict=False), damaged=result_damage(r[5], r[8], r[11])) for r in rows]
 
     def outbox(self) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT id, run_id, action, args, idem_key, created_at FROM outbox ORDER BY id")
