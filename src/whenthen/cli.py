@@ -742,6 +742,23 @@ def db_upgrade(obj: Context) -> None:
         click.echo(f"{obj.db}: upgraded from schema version {before} to {SCHEMA_VERSION}")
 
 
+@db_group.command("copy")
+@click.argument("source", metavar="FROM")
+@click.argument("target", metavar="TO")
+def db_copy(source: str, target: str) -> None:
+    """Copy a whole database (paths or postgresql:// URLs) into an empty one."""
+    from whenthen.runtime.store.transfer import copy_database
+
+    try:
+        counts = copy_database(source, target)
+    except WhenthenError as exc:
+        fail(str(exc))
+    click.echo(f"copied {source} to {target}: {counts['rules']} rule(s), {counts['versions']} version(s), "
+               f"{counts['runs']} run(s) ({counts['waiting']} waiting), {counts['events']} event(s), "
+               f"{counts['steps']} step(s), {counts['outbox']} outbox message(s), "
+               f"{counts['schedules']} schedule(s)")
+
+
 @main.command()
 def lsp() -> None:
     """Run the language server on stdin/stdout (for editors)."""

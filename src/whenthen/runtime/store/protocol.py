@@ -8,7 +8,7 @@ claimed the run since.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -186,7 +186,23 @@ class Counters(Protocol):
     def save_active_set(self, set_id: str, members: list[tuple[str, int]]) -> None: ...
 
 
-class Store(SchemaVersions, Transactions, RulesAndVersions, EventQueue, RunsAndSnapshots, Journal, Schedules, Counters, Protocol):
+class Bulk(Protocol):
+    """Whole tables out and in (`db copy`), in schema.TABLES' columns and order."""
+
+    def is_empty(self) -> bool:
+        """No row in any table but `meta`: a database `db copy` may write into."""
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """One consistent read of the whole database for the exports inside (writers go on)."""
+
+    def export_rows(self, table: str) -> Iterator[tuple[Any, ...]]:
+        """Every row of `table`, blobs as bytes, in schema.TABLES order."""
+
+    def import_rows(self, table: str, rows: Iterable[tuple[Any, ...]]) -> int:
+        """Insert exported rows as they are (ids included); inside a `batch`. Returns how many."""
+
+
+class Store(SchemaVersions, Bulk, Transactions, RulesAndVersions, EventQueue, RunsAndSnapshots, Journal, Schedules, Counters, Protocol):
     """Everything the engine needs from a database."""
 
     path: str

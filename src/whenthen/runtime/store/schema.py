@@ -74,6 +74,33 @@ CREATE TABLE IF NOT EXISTS schedules (
 """
 
 
+# Every table of the current schema with its columns and the order its rows are exported in
+# (`db copy`: each backend exports and imports exactly these; tests compare with the tables).
+TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "meta": (("key", "value"), ("key",)),
+    "rules": (("name", "state", "version", "trigger", "created_at"), ("name",)),
+    "versions": (("rule", "version", "source", "bytecode", "hash", "author", "created_at", "trigger", "checksum"),
+                 ("rule", "version")),
+    "uses": (("rule", "version", "trigger", "how"), ("rule", "version", "trigger", "how")),
+    "decls": (("kind", "name", "body"), ("kind", "name")),
+    "events": (("id", "trigger", "data", "at", "status", "error", "depth", "origin", "parent_run", "lease_owner",
+                "lease_expires"), ("id",)),
+    "runs": (("id", "rule", "version", "event_id", "status", "frame", "deadline", "wait_trigger", "resume_event",
+              "depth", "started_at", "updated_at", "error", "lease_owner", "lease_expires", "fence", "activation",
+              "frame_sum"), ("id",)),
+    "steps": (("run_id", "activation", "ordinal", "attempt", "at", "kind", "action", "step", "idem_key", "status",
+               "args", "result", "error", "data", "result_sum"), ("run_id", "activation", "ordinal", "attempt")),
+    "waits": (("run_id", "kind", "clause", "trigger", "field", "value"),
+              ("run_id", "kind", "clause", "trigger", "field", "value")),
+    "wait_fields": (("trigger", "kind", "field"), ("trigger", "kind", "field")),
+    "counters": (("rule", "version", "filtered", "unstarted"), ("rule", "version")),
+    "active_sets": (("set_id", "rule", "version"), ("set_id", "rule", "version")),
+    "trigger_seen": (("trigger", "set_id", "n"), ("trigger", "set_id")),
+    "outbox": (("id", "run_id", "action", "args", "idem_key", "created_at"), ("id",)),
+    "schedules": (("rule", "last_slot", "event_id"), ("rule",)),
+}
+
+
 def statements(script: str) -> list[str]:
     """The statements of a DDL script, to run one by one inside a transaction (sqlite3's
     `executescript` would commit first)."""

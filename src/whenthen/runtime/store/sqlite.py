@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,7 +26,15 @@ from whenthen.runtime.store.checksum import (
     version_sum,
 )
 from whenthen.runtime.store.protocol import LeaseLost, RunRow, StoreError
-from whenthen.runtime.store.schema import _TABLES, SCHEMA_VERSION, pending, statements, too_new, too_old
+from whenthen.runtime.store.schema import (
+    _TABLES,
+    SCHEMA_VERSION,
+    TABLES,
+    pending,
+    statements,
+    too_new,
+    too_old,
+)
 
 _RUN_COLS = "id, rule, version, event_id, status, frame, deadline, resume_event, depth, fence, activation, frame_sum"
 
@@ -239,6 +247,43 @@ class SQLiteStore:
 
     def close(self) -> None:
         self.conn.close()
+
+    # ------------------------------------------------------------------ bulk (db copy)
+
+    def is_empty(self) -> bool:
+        return all(self.conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None
+                   for table in TABLES if table != "meta")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every export inside sees the same committed state."""
+        self.conn.execute("BEGIN")  # deferred: takes no write lock, even on a read-only connection
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    def export_rows(self, table: str) -> Iterator[tuple[Any, ...]]:
+        columns, order = TABLES[table]
+        cursor = self.conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {', '.join(order)}")
+        for row in cursor:
+            yield tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+
+    def import_rows(self, table: str, rows: Iterable[tuple[Any, ...]]) -> int:
+        columns, _ = TABLES[table]
+        count = 0
+
+        def counted() -> Iterator[tuple[Any, ...]]:
+            nonlocal count
+            for row in rows:
+                count += 1
+                yield row
+
+        verb = "INSERT OR REPLACE" if table == "meta" else "INSERT"  # meta: the target's own rows
+        with self.transaction() as c:
+            c.executemany(f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                          counted())
+        return count
 
     # ------------------------------------------------------------------ transactions
 
