@@ -36,6 +36,16 @@ from whenthen.runtime.store.schema import (
     too_old,
 )
 
+# A snapshot's sum names its run, so a new run's id is chosen in its INSERT (the id SQLite would
+# pick: the write lock is held and runs are never deleted) and summed there by a function this
+# connection registers: one statement, as before checksums.
+_NEXT_ID = "(SELECT coalesce(max(id), 0) + 1 AS n FROM runs)"
+
+
+def _sql_frame_sum(run_id: int, frame: bytes | None) -> str | None:
+    return frame_sum(run_id, frame) if frame is not None else None
+
+
 _RUN_COLS = "id, rule, version, event_id, status, frame, deadline, resume_event, depth, fence, activation, frame_sum"
 
 
@@ -192,6 +202,7 @@ class SQLiteStore:
                                  "to create its -wal file beside it")
         conn = sqlite3.connect(path, isolation_level=None, timeout=60.0, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 60000")
+        conn.create_function("whenthen_frame_sum", 2, _sql_frame_sum, deterministic=True)
         if path != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -629,13 +640,11 @@ class SQLiteStore:
                    exits: list[tuple[str, int, str, str | None, str | None]] = ()) -> RunRow | None:
         """A new run, claimed by `owner`, due now; None if this event already started this rule."""
         with self.transaction(savepoint=False) as c:  # INSERT OR IGNORE writes nothing on a duplicate
-            run_id = self._next_run_id(c)
             cur = c.execute(
                 "INSERT OR IGNORE INTO runs (id, rule, version, event_id, status, frame, frame_sum, deadline, depth, "
                 "started_at, updated_at, lease_owner, lease_expires, fence) "
-                "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                (run_id, rule, version, event_id, frame, frame_sum(run_id, frame), deadline, depth, at, at, owner,
-                 lease_expires))
+                f"SELECT n, ?, ?, ?, 'running', ?, whenthen_frame_sum(n, ?), ?, ?, ?, ?, ?, ?, 1 FROM {_NEXT_ID}",
+                (rule, version, event_id, frame, frame, deadline, depth, at, at, owner, lease_expires))
             if cur.rowcount != 1:
                 return None
             self._insert_waits(c, int(cur.lastrowid), list(exits))
@@ -652,16 +661,11 @@ class SQLiteStore:
         Returns the run (as `create_run` would have) and the emitted events' ids; None, writing
         nothing, if this event already started this rule."""
         with self.transaction(savepoint=False) as c:
-            # a snapshot's sum names its run: the id is chosen first (the write lock is held, so
-            # it is the one the insert would pick); a run that ended keeps no snapshot
-            run_id = self._next_run_id(c) if frame is not None else None
             cur = c.execute(
                 "INSERT OR IGNORE INTO runs (id, rule, version, event_id, status, frame, frame_sum, deadline, "
                 "wait_trigger, depth, started_at, updated_at, fence, activation) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 1)",
-                (run_id, rule, version, event_id, status, frame,
-                 frame_sum(run_id, frame) if run_id is not None and frame is not None else None, deadline,
-                 wait_trigger, depth, at, at))
+                f"SELECT n, ?, ?, ?, ?, ?, whenthen_frame_sum(n, ?), ?, ?, ?, ?, ?, 1, 1 FROM {_NEXT_ID}",
+                (rule, version, event_id, status, frame, frame, deadline, wait_trigger, depth, at, at))
             if cur.rowcount != 1:
                 return None
             run = RunRow(int(cur.lastrowid), rule, version, event_id, status, frame, deadline, None, depth, 1, 0)
@@ -669,11 +673,6 @@ class SQLiteStore:
             if status not in ("completed", "failed", "exited"):
                 self._insert_waits(c, run.id, waits)
             return run, self._insert_emits(c, run.id, emits, at)
-
-    @staticmethod
-    def _next_run_id(c: sqlite3.Connection) -> int:
-        """The id the next run gets (inside the write transaction; runs are never deleted)."""
-        return int(c.execute("SELECT coalesce(max(id), 0) + 1 FROM runs").fetchone()[0])
 
     def has_due_run(self, now: float, wall_now: float) -> bool:
         """A read without the write lock: is there anything for claim_next_due_run?"""
