@@ -23,7 +23,7 @@ def whenthen(*args: str, db: Path | str | None = None, now: str = "2026-11-20T10
     prefix = ["--db", str(db)] if db is not None else []
     done = subprocess.run([sys.executable, "-m", "whenthen", *prefix, "--now", now, *args],
                           capture_output=True, text=True, timeout=120)
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
     return done
 
 

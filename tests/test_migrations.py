@@ -22,7 +22,7 @@ FIXTURE = Path(__file__).resolve().parent.parent / "testdata" / "db" / "v1-waiti
 def whenthen(db: Path, *args: str, now: str = "2026-11-20T10:40:00Z") -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", "whenthen", "--db", str(db), "--now", now, *args],
                           capture_output=True, text=True, timeout=60)
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
     return done
 
 
