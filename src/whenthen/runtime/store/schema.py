@@ -83,6 +83,7 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                  ("rule", "version")),
     "uses": (("rule", "version", "trigger", "how"), ("rule", "version", "trigger", "how")),
     "decls": (("kind", "name", "body"), ("kind", "name")),
+    "idempotency_keys": (("key", "event_id", "created"), ("key",)),
     "events": (("id", "trigger", "data", "at", "status", "error", "depth", "origin", "parent_run", "lease_owner",
                 "lease_expires"), ("id",)),
     "runs": (("id", "rule", "version", "event_id", "status", "frame", "deadline", "wait_trigger", "resume_event",
