@@ -111,6 +111,23 @@ class Folder:
         pass
 
 
+def machine_busy(seconds: float = 3.0) -> str:
+    """How busy the machine's CPUs were over `seconds` before the run (Linux /proc/stat): on a
+    shared machine the ratios move with it."""
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = values[3] + values[4]
+        return sum(values) - idle, idle
+
+    try:
+        busy0, idle0 = sample()
+        time.sleep(seconds)
+        busy1, idle1 = sample()
+    except OSError:
+        return "unknown"
+    return f"{100 * (busy1 - busy0) / max(1, busy1 - busy0 + idle1 - idle0):.0f}% busy"
+
+
 def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:,.0f}/s ({count:,} in {seconds:.2f} s)"
 
@@ -127,45 +144,63 @@ def engine_on(url: str, rules: str, actions: Path | None = None) -> Engine:
 # ---------------------------------------------------------------------------------------- emit, ingest
 
 
-def bench_emit(server: Server, n: int) -> None:
+def bench_emit(server: Server, n: int, rounds: int = 10) -> None:
+    """The engine and its raw baseline take turns, `rounds` chunks each, so that a change of load
+    on a shared machine weighs on both alike."""
     events = [{"id": f"j{i}", "size": 1 + i % 5, "owner": "bench"} for i in range(n)]
-    engine = engine_on(server.database("emit"), JOBS)
-    start = time.perf_counter()
-    for data in events:
-        engine.emit("job.created", data)
-    emit_s = time.perf_counter() - start
-    waiting = len(engine.runs(status="waiting"))
-    engine.close()
-    assert waiting == n, waiting
-
-    engine = engine_on(server.database("ingest"), JOBS)
     lines = [json.dumps({"trigger": "job.created", "data": d}) for d in events]
-    start = time.perf_counter()
-    accepted, rejected = engine.ingest(lines)
-    ingest_s = time.perf_counter() - start
-    engine.close()
-    assert accepted == n and not rejected, (accepted, rejected[:3])
-
+    emitter = engine_on(server.database("emit"), JOBS)
+    ingester = engine_on(server.database("ingest"), JOBS)
+    emitter.emit("job.created", {"id": "frame", "size": 1, "owner": "bench"})
     with psycopg.connect(server.url_of(f"{server.prefix}_emit")) as conn:
         frame = bytes(conn.execute("SELECT frame FROM runs LIMIT 1").fetchone()[0])
-    raw_s = raw_psycopg(server.database("raw"), events, frame)
-    raw_batched_s = raw_psycopg(server.database("raw_batched"), events, frame, commit_every=100)
+    raw = RawWriter(server.database("raw"), frame)
+    raw_batched = RawWriter(server.database("raw_batched"), frame)
+    took = dict.fromkeys(("emit", "ingest", "raw", "raw_batched"), 0.0)
+    size = -(-n // rounds)
+    for first in range(0, n, size):
+        chunk, chunk_lines = events[first:first + size], lines[first:first + size]
+        start = time.perf_counter()
+        for data in chunk:
+            emitter.emit("job.created", data)
+        took["emit"] += time.perf_counter() - start
+        took["raw"] += raw.write(chunk, commit_every=1)
+        start = time.perf_counter()
+        accepted, rejected = ingester.ingest(chunk_lines)
+        took["ingest"] += time.perf_counter() - start
+        assert accepted == len(chunk) and not rejected, (accepted, rejected[:3])
+        took["raw_batched"] += raw_batched.write(chunk, commit_every=100)
+    waiting = (len(emitter.runs(status="waiting")), len(ingester.runs(status="waiting")))
+    emitter.close()
+    ingester.close()
+    raw.close()
+    raw_batched.close()
+    assert waiting == (n + 1, n), waiting
 
-    print(f"emit            {rate(n, emit_s)}  = {raw_s / emit_s:.0%} of raw psycopg")
-    print(f"raw psycopg     {rate(n, raw_s)}  (same rows, one commit per event)")
-    print(f"ingest          {rate(n, ingest_s)}  = {raw_batched_s / ingest_s:.0%} of raw psycopg batched "
-          "(commit every 100 lines)")
-    print(f"raw batched     {rate(n, raw_batched_s)}  (same rows, one commit per 100 events)")
+    print(f"emit            {rate(n, took['emit'])}  = {took['raw'] / took['emit']:.0%} of raw psycopg")
+    print(f"raw psycopg     {rate(n, took['raw'])}  (same rows, one commit per event)")
+    print(f"ingest          {rate(n, took['ingest'])}  = {took['raw_batched'] / took['ingest']:.0%} of raw psycopg "
+          "batched (commit every 100 lines)")
+    print(f"raw batched     {rate(n, took['raw_batched'])}  (same rows, one commit per 100 events)")
+    print(f"  ({rounds} rounds, the four taking turns)")
 
 
-def raw_psycopg(url: str, events: list[dict], frame: bytes, commit_every: int = 1) -> float:
-    """What a user would write by hand: three statements per event, in one transaction per event
-    (or per `commit_every` events), on one connection."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE events (id BIGSERIAL PRIMARY KEY, trigger TEXT, data TEXT, at TEXT, status TEXT)")
-        conn.execute("CREATE TABLE runs (id BIGSERIAL PRIMARY KEY, rule TEXT, version INT, event_id BIGINT, "
-                     "status TEXT, frame BYTEA, deadline DOUBLE PRECISION, started_at TEXT)")
-        conn.execute("CREATE INDEX runs_due ON runs (deadline, id) WHERE status = 'waiting'")
+class RawWriter:
+    """What a user would write by hand: three statements per event (the event, the run with its
+    frame, the event marked processed), one transaction per event (or per `commit_every`
+    events), on one connection, psycopg's defaults (statements prepared after 5 uses)."""
+
+    def __init__(self, url: str, frame: bytes):
+        self.frame = frame
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn.execute("CREATE TABLE events (id BIGSERIAL PRIMARY KEY, trigger TEXT, data TEXT, at TEXT, "
+                          "status TEXT)")
+        self.conn.execute("CREATE TABLE runs (id BIGSERIAL PRIMARY KEY, rule TEXT, version INT, event_id BIGINT, "
+                          "status TEXT, frame BYTEA, deadline DOUBLE PRECISION, started_at TEXT)")
+        self.conn.execute("CREATE INDEX runs_due ON runs (deadline, id) WHERE status = 'waiting'")
+
+    def write(self, events: list[dict], commit_every: int) -> float:
+        conn = self.conn
         start = time.perf_counter()
         for first in range(0, len(events), commit_every):
             with conn.transaction():
@@ -175,12 +210,26 @@ def raw_psycopg(url: str, events: list[dict], frame: bytes, commit_every: int = 
                         ("job.created", json.dumps(data), "2026-11-22T10:00:00Z")).fetchone()[0]
                     conn.execute("INSERT INTO runs (rule, version, event_id, status, frame, deadline, started_at) "
                                  "VALUES ('Job', 1, %s, 'waiting', %s, %s, %s)",
-                                 (event_id, frame, 0.0, "2026-11-22T10:00:00Z"))
+                                 (event_id, self.frame, 0.0, "2026-11-22T10:00:00Z"))
                     conn.execute("UPDATE events SET status = 'processed' WHERE id = %s", (event_id,))
         return time.perf_counter() - start
 
+    def close(self) -> None:
+        self.conn.close()
+
 
 # ---------------------------------------------------------------------------------------- workers
+
+
+def _cpu(pids: list[int]) -> float:
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone, or not on this machine
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class Workers:
@@ -231,6 +280,18 @@ class Workers:
             time.sleep(0.005)
         return calls
 
+    def cpu_seconds(self) -> tuple[float, float]:
+        """User + system CPU used so far by the worker processes and by the server processes
+        serving them (read from Linux's /proc, so the server's only when it runs on this machine;
+        0 when unknown)."""
+        server_pids: list[int] = []
+        if self.url.startswith(("postgresql://", "postgres://")):
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                server_pids = [pid for (pid,) in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name LIKE 'whenthen%' AND pid <> pg_backend_pid()")]
+        return (_cpu([p.pid for p in self.procs]), _cpu(server_pids))
+
     def stop(self) -> None:
         for proc in self.procs:
             proc.send_signal(signal.SIGTERM)
@@ -242,9 +303,10 @@ class Workers:
         self.engine.close()
 
 
-def drain_rate(server: Server, tmp: Path, workers: int, jobs: int, action_seconds: float) -> float:
+def drain_rate(server: Server, tmp: Path, workers: int, jobs: int, action_seconds: float
+               ) -> tuple[float, float, float]:
     """Runs per second for `workers` processes draining `jobs` queued events (from their commit to
-    the last action call)."""
+    the last action call), and the CPU milliseconds per run meanwhile: the workers', the server's."""
     name = f"w{workers}_{int(action_seconds * 1000)}ms"
     folder = tmp / name
     folder.mkdir()
@@ -252,23 +314,27 @@ def drain_rate(server: Server, tmp: Path, workers: int, jobs: int, action_second
     try:
         pool.start(workers)
         before = len(pool.calls())
+        cpu = pool.cpu_seconds()
         committed = pool.queue([f"t{i}" for i in range(jobs)])
         calls = pool.wait_calls(before + jobs, timeout=600)
+        worker_cpu, server_cpu = (b - a for a, b in zip(cpu, pool.cpu_seconds(), strict=True))
         last = max(at for _, at in calls[before:])
     finally:
         pool.stop()
     done = {task for task, _ in calls[before:]}
     assert len(done) == jobs, f"{jobs - len(done)} task(s) missing, {len(calls) - before - len(done)} repeated"
-    return jobs / (last - committed)
+    return jobs / (last - committed), worker_cpu / jobs * 1000, server_cpu / jobs * 1000
 
 
 def bench_workers(server: Server, tmp: Path, jobs: int) -> None:
     for action_seconds in (0.005, 0.0):
-        one = drain_rate(server, tmp, 1, jobs, action_seconds)
-        four = drain_rate(server, tmp, 4, jobs, action_seconds)
+        one, one_cpu, one_server = drain_rate(server, tmp, 1, jobs, action_seconds)
+        four, four_cpu, four_server = drain_rate(server, tmp, 4, jobs, action_seconds)
         label = f"{action_seconds * 1000:.0f} ms actions" if action_seconds else "instant actions"
         print(f"workers, {label:16} 1: {one:,.0f} runs/s   4: {four:,.0f} runs/s   = {four / one:.2f}x "
               f"({jobs:,} queued events, each starting a run that calls one host action)")
+        print(f"  CPU per run, workers + server: {one_cpu:.1f} + {one_server:.1f} ms with 1 worker, "
+              f"{four_cpu:.1f} + {four_server:.1f} ms with 4")
 
 
 # ---------------------------------------------------------------------------------------- pickup
@@ -319,7 +385,8 @@ def main() -> None:
         server, backend = Folder(args.db), "SQLite files in " + args.db
         if "emit" in parts:
             parser.error("the emit part compares with raw psycopg: give a postgresql:// URL")
-    print(f"python {sys.version.split()[0]}, psycopg {psycopg.__version__}, {backend}, {os.cpu_count()} cores")
+    print(f"python {sys.version.split()[0]}, psycopg {psycopg.__version__}, {backend}, {os.cpu_count()} cores "
+          f"({machine_busy()} before the run)")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             if "emit" in parts:

@@ -3,6 +3,11 @@
 Used by the PostgreSQL reliability tests; works on any `--db` (a SQLite path or a postgresql:// URL).
 The host action `work` appends `[job, step, idempotency key, pid, time]` to a log file before it
 returns, so the log is what the outside world saw, repeats included.
+
+Workers are `whenthen worker` command lines run in processes forked from a parent that imported
+whenthen once (`Spawner`): a fresh `python -m whenthen` costs about 0.4 s of CPU here, which for
+hundreds of restarts would be most of the test. Each child is a real process with its own
+connections, killed with SIGKILL like any other.
 """
 
 from __future__ import annotations
@@ -67,6 +72,81 @@ STEPS = (1, 2, 3, 4)  # the action steps every job takes once
 RULE_NAMES = ("Job", "Answer", "Done")
 
 
+# The fork server: reads `{"argv": [...], "env": {...}, "err": path}` lines, forks a child that runs
+# the command line (stdout to /dev/null, stderr appended to `err`), and answers with its pid.
+# SIGCHLD ignored: the kernel reaps the children, so a dead child's pid simply disappears.
+SPAWNER = """
+import json, os, signal, sys, traceback
+import whenthen.cli, whenthen.runtime.engine  # noqa: F401 - imported once, before any fork
+try:
+    import psycopg, psycopg_pool  # noqa: F401
+except ImportError:
+    pass
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+for line in sys.stdin:
+    order = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDWR)
+        err = os.open(order["err"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(null, 0); os.dup2(null, 1); os.dup2(err, 2)
+        os.environ.clear(); os.environ.update(order["env"])
+        code = 0
+        try:
+            whenthen.cli.main(order["argv"], prog_name="whenthen")
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stderr.flush()
+        os._exit(code)
+    print(pid, flush=True)
+"""
+
+
+class Spawner:
+    """Starts worker command lines in processes forked from one pre-imported parent."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", SPAWNER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def spawn(self, argv: list[str], env: dict[str, str], err: Path) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"argv": argv, "env": env, "err": str(err)}) + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        assert answer, "the fork server died"
+        return int(answer)
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kill(pid: int) -> None:
+    """SIGKILL `pid` and wait until it is gone."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.time() + 10
+    while alive(pid):
+        assert time.time() < deadline, f"process {pid} survived SIGKILL"
+        time.sleep(0.002)
+
+
 @dataclass
 class Load:
     """The database, the worker processes and what they logged."""
@@ -75,7 +155,8 @@ class Load:
     folder: Path
     lease: float = 1.0
     action_seconds: float = 0.02
-    workers: list[subprocess.Popen] = field(default_factory=list)
+    workers: list[int] = field(default_factory=list)  # pids
+    spawner: Spawner | None = None
     jobs: int = 0
     kills: int = 0
     _offset: int = 0
@@ -112,17 +193,16 @@ class Load:
             if own:
                 engine.close()
 
-    def start_worker(self) -> subprocess.Popen:
+    def start_worker(self) -> int:
+        """A `whenthen worker` process; returns its pid."""
         env = dict(os.environ, WT_LOG=str(self.log_path), WT_ACTION_SECONDS=str(self.action_seconds))
         env.pop("WHENTHEN_NOW", None)
         env.pop("WHENTHEN_DB", None)
-        err = open(self.folder / "workers.err", "ab")  # noqa: SIM115 - the child keeps it
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "whenthen", "--db", self.db, "worker", "--actions",
-             str(self.folder / "actions.py"), "--idle", "0.05", "--lease", str(self.lease)],
-            env=env, stdout=subprocess.DEVNULL, stderr=err)
-        err.close()
-        return proc
+        if self.spawner is None:
+            self.spawner = Spawner()
+        argv = ["--db", self.db, "worker", "--actions", str(self.folder / "actions.py"), "--idle", "0.05",
+                "--lease", str(self.lease)]
+        return self.spawner.spawn(argv, env, self.folder / "workers.err")
 
     def start(self, count: int) -> None:
         self.workers = [self.start_worker() for _ in range(count)]
@@ -152,31 +232,53 @@ class Load:
         give_up = time.time() + timeout
         while True:
             self.poll_log()
-            busy = [i for i, w in enumerate(self.workers) if w.pid in self._busy and w.poll() is None]
+            busy = [i for i, pid in enumerate(self.workers) if pid in self._busy]
             if busy:
                 break
             assert time.time() < give_up, f"no worker did any work for {timeout}s\n{self.errors()}"
             time.sleep(0.01)
         victim = rng.choice(busy)
         time.sleep(rng.uniform(0.0, 0.08))
-        self.workers[victim].send_signal(signal.SIGKILL)
-        self.workers[victim].wait(timeout=10)
+        assert alive(self.workers[victim]), f"a worker exited by itself:\n{self.errors()}"
+        kill(self.workers[victim])
         self.kills += 1
         self.workers[victim] = self.start_worker()
 
-    def wait_finished(self, timeout: float) -> None:
+    def wait_all_busy(self, timeout: float = 30) -> None:
+        """Until every current worker has done real work (so it is past its start-up)."""
         deadline = time.time() + timeout
-        while self.in_flight() > 0:
-            dead = [w.returncode for w in self.workers if w.poll() is not None]
-            assert not dead, f"a worker exited by itself ({dead}):\n{self.errors()}"
-            assert time.time() < deadline, f"{self.in_flight()} job(s) unfinished after {timeout}s\n{self.errors()}"
-            time.sleep(0.1)
+        while True:
+            self.poll_log()
+            if all(pid in self._busy for pid in self.workers):
+                return
+            assert all(alive(pid) for pid in self.workers), f"a worker exited by itself:\n{self.errors()}"
+            assert time.time() < deadline, f"workers idle for {timeout}s\n{self.errors()}"
+            time.sleep(0.01)
+
+    def wait_finished(self, timeout: float) -> None:
+        """Until every job's last action was called and every run is recorded as ended (a worker
+        killed after the last effect leaves its run to be finished after the lease)."""
+        deadline = time.time() + timeout
+        engine = self.engine()
+        try:
+            while self.in_flight() > 0 or self._unfinished_runs(engine):
+                assert all(alive(pid) for pid in self.workers), f"a worker exited by itself:\n{self.errors()}"
+                assert time.time() < deadline, (f"{self.in_flight()} job(s) unfinished after {timeout}s\n"
+                                                f"{self.errors()}")
+                time.sleep(0.2)
+        finally:
+            engine.close()
+
+    def _unfinished_runs(self, engine: Engine) -> bool:
+        return any(engine.runs(status=status) for status in ("running", "waiting")) or \
+            any(engine.events(status=status) for status in ("pending", "processing"))
 
     def stop(self) -> None:
-        for proc in self.workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
+        for pid in self.workers:
+            kill(pid)
+        if self.spawner is not None:
+            self.spawner.close()
+            self.spawner = None
 
     def errors(self) -> str:
         path = self.folder / "workers.err"

@@ -24,7 +24,7 @@ def _why_not() -> str | None:
 def cluster() -> Iterator[Cluster]:
     reason = _why_not()
     if reason:
-        if os.environ.get("WHENTHEN_REQUIRE_POSTGRES") == "1":
+        if os.environ.get("WHENTHEN_REQUIRE_PG") == "1":
             pytest.fail(f"PostgreSQL tests cannot run: {reason}")
         pytest.skip(reason)
     with throwaway_cluster() as server:
@@ -79,6 +79,7 @@ def test_a_server_restart_mid_load_loses_nothing(cluster, tmp_path):
         # a crash of the server (connections cut, no checkpoint), then a clean restart, while
         # the workers hold claims and transactions
         for mode in ("immediate", "fast"):
+            load.wait_all_busy()  # running workers, in the middle of their work, see the server go
             cluster.stop(mode)
             time.sleep(1.5)
             cluster.start()
