@@ -158,3 +158,22 @@ def test_another_programs_database_is_not_taken_over(tmp_path: Path) -> None:
         assert done.returncode == 2
         assert done.stderr.strip() == f"error: {db} is not a whenthen database (no schema version recorded)"
     assert layout(db) == {"invoices": [("id", "INTEGER", 0, None, 1)]}
+
+
+def test_an_empty_file_is_created_at_this_version(tmp_path: Path) -> None:
+    db = tmp_path / "empty.db"
+    db.write_bytes(b"")
+    done = whenthen(db, "db", "upgrade")
+    assert done.returncode == 0 and done.stdout.strip() == f"{db}: created at schema version {SCHEMA_VERSION}"
+    assert recorded_version(db) == SCHEMA_VERSION
+
+
+def test_writers_opening_an_old_database_at_once_upgrade_it_once(old: Path) -> None:
+    procs = [subprocess.Popen([sys.executable, "-m", "whenthen", "--db", str(old), "--now", "2026-11-20T10:40:00Z",
+                               "worker", "--once"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert all(code == 0 for code, _ in outcomes), outcomes
+    notes = [err for _, err in outcomes if "note: upgraded" in err]
+    assert len(notes) == 1, outcomes  # the others waited for its transaction, then found it done
+    assert recorded_version(old) == SCHEMA_VERSION

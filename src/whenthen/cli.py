@@ -738,6 +738,8 @@ def db_upgrade(obj: Context) -> None:
     store.close()
     if before is None:
         click.echo(f"{obj.db}: schema version {SCHEMA_VERSION}, nothing to upgrade")
+    elif before == 0:  # an empty file: it had no schema yet
+        click.echo(f"{obj.db}: created at schema version {SCHEMA_VERSION}")
     else:
         click.echo(f"{obj.db}: upgraded from schema version {before} to {SCHEMA_VERSION}")
 
