@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
-from whenthen.runtime.store.protocol import LeaseLost, RunRow, Store, StoreError
+from whenthen.runtime.store.protocol import LeaseLost, RunRow, Store, StoreError, StoreUnavailable
 from whenthen.runtime.store.sqlite import SQLiteStore
 
-__all__ = ["LeaseLost", "RunRow", "SQLiteStore", "Store", "StoreError", "is_url", "open_store"]
+__all__ = ["LeaseLost", "RunRow", "SQLiteStore", "Store", "StoreError", "StoreUnavailable", "is_url",
+           "open_store"]
 
 
 def is_url(target: str | os.PathLike[str]) -> bool:
@@ -21,5 +22,7 @@ def open_store(target: str | os.PathLike[str] = ":memory:", *, read_only: bool =
     `read_only` (commands that only read): never creates or writes the database; a missing one,
     or one that needs an upgrade, is a StoreError."""
     if is_url(target):
-        raise StoreError(f"cannot open database {str(target)!r}: PostgreSQL is not available in this build")
+        from whenthen.runtime.store.postgres import PostgresStore  # psycopg loads only for a server
+
+        return PostgresStore(str(target), read_only=read_only)
     return SQLiteStore(str(target), read_only=read_only)

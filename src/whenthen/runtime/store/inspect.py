@@ -1,21 +1,45 @@
-"""Test and benchmark inspection of a store's tables: counts, one stored blob, deliberate damage."""
+"""Test and benchmark inspection of a store's tables: counts, rows, one stored blob, deliberate damage."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from whenthen.runtime.store.protocol import Store
 
 # the tables and blob columns a caller may name (never free SQL)
 _TABLES = {"meta", "rules", "versions", "uses", "decls", "events", "runs", "steps", "waits", "wait_fields",
-           "counters", "active_sets", "trigger_seen", "outbox", "schedules"}
+           "counters", "active_sets", "trigger_seen", "outbox", "schedules", "idempotency_keys"}
 _BLOBS = {("runs", "frame"), ("versions", "bytecode"), ("steps", "result")}
 # the checksum column of each blob column
 _SUMS = {("runs", "frame"): "frame_sum", ("versions", "bytecode"): "checksum", ("steps", "result"): "result_sum"}
 
 
-def _conn(store: Store) -> Any:
-    return store.conn  # type: ignore[attr-defined]
+_COLUMN = re.compile(r"[a-z_]+\??")
+
+
+class _Conn:
+    """The store's connection, taking `?` placeholders on either backend."""
+
+    def __init__(self, store: Store):
+        self.conn = store.conn  # type: ignore[attr-defined]
+        self.postgres = getattr(store, "dialect", "sqlite") == "postgresql"
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.conn.execute(sql.replace("?", "%s") if self.postgres else sql, params)
+
+
+def _conn(store: Store) -> _Conn:
+    return _Conn(store)
+
+
+def rows(store: Store, table: str, *columns: str) -> list[tuple[Any, ...]]:
+    """Some columns of every row, oldest first; `name?` gives 1 where the column is set, else 0."""
+    if table not in _TABLES or not columns or not all(_COLUMN.fullmatch(c) for c in columns):
+        raise ValueError(f"unknown table or columns: {table} {columns}")
+    select = ", ".join(f"CASE WHEN {c[:-1]} IS NULL THEN 0 ELSE 1 END" if c.endswith("?") else c for c in columns)
+    order = " ORDER BY id" if table in ("events", "runs", "outbox") else ""
+    return [tuple(r) for r in _conn(store).execute(f"SELECT {select} FROM {table}{order}").fetchall()]
 
 
 def count(store: Store, table: str) -> int:

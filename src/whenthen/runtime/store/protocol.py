@@ -25,6 +25,11 @@ class StoreError(WhenthenError):
     """The database cannot be opened or is not a whenthen database."""
 
 
+class StoreUnavailable(StoreError):
+    """The database server went away, or aborted a transaction (a deadlock): nothing of that
+    transaction was committed, and trying again later may work (a worker waits and retries)."""
+
+
 class LeaseLost(WhenthenError):
     """Another worker claimed this run (or event) since we did: stop advancing it."""
 
@@ -68,6 +73,11 @@ class Transactions(Protocol):
 
     def commit_now(self) -> None:
         """Inside a batch, make what is written durable now (before an action's effect)."""
+
+    def wait_for_work(self, timeout: float, stop: Callable[[], bool] | None = None) -> None:
+        """An idle worker's pause: at most `timeout` seconds, less when the backend learns of new
+        work sooner (PostgreSQL's LISTEN/NOTIFY; SQLite just sleeps), or once `stop()` is true
+        (checked at least every half second)."""
 
 
 class RulesAndVersions(Protocol):

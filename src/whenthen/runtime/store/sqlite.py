@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -344,6 +345,13 @@ class SQLiteStore:
         if self._depth == 1 and self.conn.in_transaction:
             self._mark_unfinished()
             self.conn.execute("COMMIT")
+
+    def wait_for_work(self, timeout: float, stop: Callable[[], bool] | None = None) -> None:
+        """An idle worker's pause: a plain sleep (another process's commit cannot wake it), in
+        slices so that `stop()` is honoured."""
+        end = time.monotonic() + max(0.0, timeout)
+        while (left := end - time.monotonic()) > 0 and not (stop is not None and stop()):
+            time.sleep(min(left, 0.5))
 
     def _mark_unfinished(self) -> None:
         """Before a commit: events opened with `open_event` whose dispatch has not finished become
