@@ -134,15 +134,19 @@ def repl(obj: Context, paths: tuple[str, ...], actions: str | None) -> None:
 
 
 def _engine(obj: Context, actions: str | None = None, *, runs_rules: bool = False,
-            read_only: bool = False):  # -> Engine
+            read_only: bool = False, wait_for_db: bool = False):  # -> Engine
     """The engine on `--db`, with the `--now` clock, `--config` and the `--actions` host module, or
     exit 2. With `runs_rules` (emit, ingest, worker), an action that active rules call with no
     implementation is an error now, before anything runs (Engine.check_bindings). With
     `read_only` (commands that only read, SPEC 3) the database is never created or written: a
-    missing one is an error."""
+    missing one is an error. With `wait_for_db` (a long-running worker), a database server that
+    is down or starting is waited for, with backoff, rather than an error."""
+    import time
+
     from whenthen.calendar import parse_datetime
     from whenthen.runtime.clock import FixedClock, RealClock
     from whenthen.runtime.engine import Engine, load_actions_module, load_host_triggers
+    from whenthen.runtime.store import StoreUnavailable
     from whenthen.stdlib.config import StdlibConfig
 
     try:
@@ -150,7 +154,18 @@ def _engine(obj: Context, actions: str | None = None, *, runs_rules: bool = Fals
     except ValueError as exc:
         fail(f"--now: {exc}")
     try:
-        engine = Engine(obj.db, clock, config=StdlibConfig.load(obj.config, db=obj.db), read_only=read_only)
+        delay = 0.1
+        while True:
+            try:
+                engine = Engine(obj.db, clock, config=StdlibConfig.load(obj.config, db=obj.db),
+                                read_only=read_only)
+                break
+            except StoreUnavailable as exc:
+                if not wait_for_db:
+                    raise
+                click.echo(f"worker: {exc}; retrying in {delay:.1f}s", err=True)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
         if actions:
             for fn in load_actions_module(actions):
                 engine.action(fn)
@@ -413,7 +428,7 @@ def worker(obj: Context, once: bool, idle: float, lease: float, actions: str | N
     """Resume due runs and process pending events until stopped."""
     import signal
 
-    engine = _engine(obj, actions, runs_rules=True)
+    engine = _engine(obj, actions, runs_rules=True, wait_for_db=not once)
     engine.lease_seconds = lease
     stopping: list[int] = []
 

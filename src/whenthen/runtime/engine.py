@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import socket
+import sys
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
@@ -30,7 +31,7 @@ from whenthen.diagnostics import EventError, WhenthenError
 from whenthen.runtime import vm
 from whenthen.runtime.clock import Clock, RealClock
 from whenthen.runtime.events import coerce_value, lookup_trigger, type_from_data, type_to_data, validate_event
-from whenthen.runtime.store import LeaseLost, RunRow, open_store
+from whenthen.runtime.store import LeaseLost, RunRow, StoreUnavailable, open_store
 from whenthen.stdlib.config import StdlibConfig
 from whenthen.stdlib.errors import PermanentActionError
 from whenthen.stdlib.transports import ActionCall, Transports
@@ -167,6 +168,7 @@ class _Activation:
     emits: list[tuple[str, dict[str, Any], int, str]] = field(default_factory=list)
     ordinal: int = 0
     lease_lost: bool = False
+    store_lost: StoreUnavailable | None = None  # the database went away mid-activation: re-raised
     # A new run is not stored before its first activation needs it (`Engine._materialize`): until
     # then `run.id` is 0 and this holds what `Store.create_run` needs.
     start: _Start | None = None
@@ -653,17 +655,31 @@ class Engine:
 
     def work(self, once: bool = False, idle: float = 0.5, stop: Callable[[], bool] | None = None) -> int:
         """The worker loop: pending events and due runs, until `stop()` (or one pass with `once`)."""
-        total = 0
+        total, backoff = 0, 0.0
         while True:
             # small slices, so a stop request is honoured between them
-            n = self.process_pending(limit=100) + self.run_due(limit=100) + self.fire_schedules()
+            try:
+                n = self.process_pending(limit=100) + self.run_due(limit=100) + self.fire_schedules()
+            except StoreUnavailable as exc:
+                # The database went away (or aborted a transaction): what was not committed is
+                # retaken from the database once it is back (leases expire); try again, backing off.
+                if once:
+                    raise
+                self._queue.clear()
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                print(f"whenthen: worker: {exc}; retrying in {backoff:.1f}s", file=sys.stderr, flush=True)
+                time.sleep(backoff)
+                if stop is not None and stop():
+                    return total
+                continue
+            backoff = 0.0
             total += n
             if stop is not None and stop():
                 return total
             if n == 0:
                 if once:
                     return total
-                time.sleep(idle)
+                self.store.wait_for_work(idle, stop)  # PostgreSQL: woken early by a NOTIFY
 
     # ------------------------------------------------------------------ dispatch
 
@@ -837,7 +853,11 @@ class Engine:
         try:
             result = vm.run(loaded.code, frame, host, resume)
         except vm.HostAbort:
+            if act.store_lost is not None:  # not the run's fault: the worker loop retries later
+                raise act.store_lost from None
             return  # lease lost: whoever holds the run now continues it from its snapshot
+        except StoreUnavailable:
+            raise
         except Exception as exc:  # a bug must not take the worker down: the run fails visibly
             result = vm.Failed(f"internal error: {type(exc).__name__}: {exc}", 0, 0)
         if act.lease_lost:
@@ -1083,20 +1103,27 @@ class _RunHost:
         return self.engine.clock.now()
 
     def call_action(self, name: str, args: dict[str, Any], step: int) -> Any:
-        if not self.engine._materialize(self.act):  # the journal names the run
-            raise vm.HostAbort()
         try:
+            if not self.engine._materialize(self.act):  # the journal names the run
+                raise vm.HostAbort()
             return self.engine._call_action(self.act, name, args, step)
         except LeaseLost:
             self.act.lease_lost = True
+            raise vm.HostAbort() from None
+        except StoreUnavailable as exc:  # the VM would fail the run for it: stop the activation instead
+            self.act.store_lost = exc
             raise vm.HostAbort() from None
 
     def emit(self, trigger: str, data: dict[str, Any], depth: int) -> None:
         engine = self.engine
         schema = engine._triggers.get(trigger)
         typed = validate_event(schema, data) if schema is not None else data
-        if not engine._materialize(self.act):  # the trace names the run
-            raise vm.HostAbort()
+        try:
+            if not engine._materialize(self.act):  # the trace names the run
+                raise vm.HostAbort()
+        except StoreUnavailable as exc:
+            self.act.store_lost = exc
+            raise vm.HostAbort() from None
         run = self.act.run
         engine._trace({"kind": "emit", "at": format_datetime(self.now()), "rule": run.rule, "run": run.id,
                        "trigger": trigger, "data": values.to_json(typed)})
