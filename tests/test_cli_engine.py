@@ -1,4 +1,4 @@
-"""The engine commands of the `whenthen` CLI, run as real processes on a real database file."""
+"""The engine commands of the `whenthen` CLI, run as real processes on a real database of each backend."""
 
 from __future__ import annotations
 
@@ -30,9 +30,13 @@ def tag(id: str, idempotency_key: str) -> dict:
 """
 
 
+# a test folder's --db: a SQLite file in it, or the PostgreSQL database `published` made for it
+_DBS: dict[Path, str] = {}
+
+
 def wt(tmp_path: Path, *args: str, now: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("WHENTHEN_DB", "WHENTHEN_NOW")}
-    argv = [sys.executable, "-m", "whenthen", "--db", str(tmp_path / "wt.db")]
+    argv = [sys.executable, "-m", "whenthen", "--db", _DBS.get(tmp_path, str(tmp_path / "wt.db"))]
     argv += ["--now", now] if now else []
     return subprocess.run(argv + list(args), capture_output=True, text=True, cwd=tmp_path, env=env,
                           input=stdin, timeout=60)
@@ -45,7 +49,8 @@ def js(tmp_path: Path, *args: str) -> object:
 
 
 @pytest.fixture
-def published(tmp_path):
+def published(tmp_path, db):
+    _DBS[tmp_path] = db
     (tmp_path / "rules.rules").write_text(RULES)
     (tmp_path / "actions.py").write_text(ACTIONS)
     proc = wt(tmp_path, "publish", "rules.rules", "--author", "ci", "--enable", "--actions", "actions.py")
@@ -116,11 +121,12 @@ def test_bad_events_exit_1_with_field_and_reason_and_are_recorded(published, pay
     proc = wt(t, "emit", "guest.added", "-", stdin=payload)
     assert proc.returncode == 1
     assert message in proc.stderr and "Traceback" not in proc.stderr
-    import sqlite3
+    from whenthen.runtime.store import inspect, open_store
 
-    with sqlite3.connect(t / "wt.db") as db:
-        assert db.execute("SELECT status FROM events").fetchall() == [("rejected",)]
-        assert db.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    store = open_store(_DBS[t])
+    assert inspect.rows(store, "events", "status") == [("rejected",)]
+    assert inspect.count(store, "runs") == 0
+    store.close()
 
 
 def test_unknown_trigger_and_usage_errors(published):
@@ -193,7 +199,7 @@ def test_worker_stops_cleanly_on_sigterm(published):
 
     t = published
     env = {k: v for k, v in os.environ.items() if k not in ("WHENTHEN_DB", "WHENTHEN_NOW")}
-    proc = subprocess.Popen([sys.executable, "-m", "whenthen", "--db", str(t / "wt.db"), "worker", "--idle", "0.05"],
+    proc = subprocess.Popen([sys.executable, "-m", "whenthen", "--db", _DBS[t], "worker", "--idle", "0.05"],
                             cwd=t, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # under load the interpreter can take seconds to start: signal once SIGTERM is caught (Linux)
     deadline = time.monotonic() + 30

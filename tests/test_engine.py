@@ -16,8 +16,7 @@ from whenthen.diagnostics import EventError
 from whenthen.runtime.clock import SimulatedClock
 from whenthen.runtime.engine import Engine, EngineError, RetryPolicy
 from whenthen.runtime.events import validate_event
-from whenthen.runtime.store import inspect
-from whenthen.runtime.store.checksum import version_sum
+from whenthen.runtime.store import inspect, open_store
 from whenthen.values import unpack
 
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
@@ -36,9 +35,9 @@ class Status(BaseModel):
     ok: bool
 
 
-def make(tmp_path, rules: str, *, actions=(), retry=None, enable=True) -> tuple[Engine, SimulatedClock]:
+def make(db, rules: str, *, actions=(), retry=None, enable=True) -> tuple[Engine, SimulatedClock]:
     clock = SimulatedClock(T0)
-    engine = Engine(tmp_path / "wt.db", clock, retry=retry or RetryPolicy(attempts=3, base_delay=0.001))
+    engine = Engine(db, clock, retry=retry or RetryPolicy(attempts=3, base_delay=0.001))
     for fn in actions:
         engine.action(fn)
     engine.publish(compile_rules(SCHEMA + rules, engine.schema), author="test", enable=enable)
@@ -54,8 +53,8 @@ def action_steps(engine: Engine, run_id: int) -> list[dict]:
     return [s for s in engine.run(run_id)["steps"] if s["kind"] == "action"]
 
 
-def test_filter_starts_runs_and_counts_filtered(tmp_path):
-    engine, _ = make(tmp_path, """
+def test_filter_starts_runs_and_counts_filtered(db):
+    engine, _ = make(db, """
 rule "VIP" when guest.added where category = 'VIP' then send_email(to: email, subject: "hi"); wait 1h; log(message: 'x')
 """)
     engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
@@ -67,8 +66,8 @@ rule "VIP" when guest.added where category = 'VIP' then send_email(to: email, su
     assert engine.store.filtered_by_version() == {("VIP", 1): 1}
 
 
-def test_wait_resumes_when_due_and_outbox_records_email(tmp_path):
-    engine, clock = make(tmp_path, """
+def test_wait_resumes_when_due_and_outbox_records_email(db):
+    engine, clock = make(db, """
 rule "W" when guest.added then send_email(to: email, subject: "one"); wait 24h; send_email(to: email, subject: "two")
 """)
     engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
@@ -84,8 +83,8 @@ rule "W" when guest.added then send_email(to: email, subject: "one"); wait 24h; 
     assert engine.outbox()[0]["args"]["body"] == ""  # defaults applied for the host
 
 
-def test_wait_for_matches_by_correlation_only_after_the_wait_began(tmp_path):
-    engine, clock = make(tmp_path, """
+def test_wait_for_matches_by_correlation_only_after_the_wait_began(db):
+    engine, clock = make(db, """
 rule "Reply"
 when message.sent
 then
@@ -107,8 +106,8 @@ end
     assert inspect.count(engine.store, "waits") == 0
 
 
-def test_exit_beats_a_matching_wait_for(tmp_path):
-    engine, _ = make(tmp_path, """
+def test_exit_beats_a_matching_wait_for(db):
+    engine, _ = make(db, """
 rule "Both"
 when order.placed
 exit when message.received where client_id = order.customer_id
@@ -125,8 +124,8 @@ end
     assert [s["kind"] for s in engine.run(run["id"])["steps"]][-1] == "exit"
 
 
-def test_exit_applies_only_to_runs_that_already_existed(tmp_path):
-    engine, _ = make(tmp_path, """
+def test_exit_applies_only_to_runs_that_already_existed(db):
+    engine, _ = make(db, """
 rule "Self" when ping.sent exit when ping.sent then wait 1h
 """)
     engine.emit("ping.sent", {"n": 1})
@@ -134,8 +133,8 @@ rule "Self" when ping.sent exit when ping.sent then wait 1h
     assert [r["status"] for r in engine.runs()] == ["exited", "waiting"]
 
 
-def test_emit_chain_is_fifo_after_the_emitter_suspends_and_depth_is_limited(tmp_path):
-    engine, _ = make(tmp_path, """
+def test_emit_chain_is_fifo_after_the_emitter_suspends_and_depth_is_limited(db):
+    engine, _ = make(db, """
 rule "Loop" when ping.sent then emit ping.sent(n: n + 1)
 """)
     engine.emit("ping.sent", {"n": 0})
@@ -146,14 +145,14 @@ rule "Loop" when ping.sent then emit ping.sent(n: n + 1)
     assert len(failed) == 1
 
 
-def test_failed_action_retries_then_fires_action_failed_and_run_failed(tmp_path):
+def test_failed_action_retries_then_fires_action_failed_and_run_failed(db):
     calls: list[str] = []
 
     def set_status(guest_id: str, status: str, idempotency_key: str) -> dict:
         calls.append(idempotency_key)
         raise RuntimeError("backend down")
 
-    engine, clock = make(tmp_path, """
+    engine, clock = make(db, """
 rule "Try" when guest.added then set_status(guest_id: id, status: 'x')
 rule "Alert" when action.failed then log(message: "{action.action}: {action.error}")
 rule "RunAlert" when run.failed then log(message: run.error)
@@ -177,7 +176,7 @@ rule "RunAlert" when run.failed then log(message: run.error)
         (1, "failed", "10:00:00Z"), (2, "failed", "10:01:00Z"), (3, "failed", "10:03:00Z")]
 
 
-def test_retry_succeeds_and_result_is_typed(tmp_path):
+def test_retry_succeeds_and_result_is_typed(db):
     outcomes = [RuntimeError("flaky"), Status(ok=True)]
 
     def set_status(guest_id: str, status: str) -> Status:
@@ -186,7 +185,7 @@ def test_retry_succeeds_and_result_is_typed(tmp_path):
             raise outcome
         return outcome
 
-    engine, clock = make(tmp_path, """
+    engine, clock = make(db, """
 rule "R" when guest.added then
   log(message: 'before')
   let r = set_status(guest_id: id, status: 'x')
@@ -203,17 +202,17 @@ end
     assert action_steps(engine, run["id"])[-1]["args"] == {"message": "ok=true"}
 
 
-def test_unimplemented_host_action_fails_clearly(tmp_path):
-    engine, _ = make(tmp_path, DECLARED + "rule \"R\" when guest.added then set_status(guest_id: id, status: 'x')\n")
+def test_unimplemented_host_action_fails_clearly(db):
+    engine, _ = make(db, DECLARED + "rule \"R\" when guest.added then set_status(guest_id: id, status: 'x')\n")
     engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
     run = engine.runs()[0]
     assert run["status"] == "failed"
     assert "no implementation" in run["error"]
 
 
-def test_versions_pinning_revert_and_states(tmp_path):
+def test_versions_pinning_revert_and_states(db):
     clock = SimulatedClock(T0)
-    engine = Engine(tmp_path / "v.db", clock)
+    engine = Engine(db, clock)
     v1 = SCHEMA + 'rule "V" when ping.sent then log(message: "v1 a"); wait 1h; log(message: "v1 b")\n'
     v2 = SCHEMA + 'rule "V" when ping.sent then log(message: "v2 a"); wait 1h; log(message: "v2 b")\n'
     report = engine.publish(compile_rules(v1, engine.schema))
@@ -239,8 +238,8 @@ def test_versions_pinning_revert_and_states(tmp_path):
         engine.revert("V", 9)
 
 
-def test_uses_lists_start_await_exit_and_emit(tmp_path):
-    engine, _ = make(tmp_path, """
+def test_uses_lists_start_await_exit_and_emit(db):
+    engine, _ = make(db, """
 rule "U" when order.placed exit when ping.sent then
   wait for message.received where client_id = order.customer_id
   emit ping.sent(n: 1)
@@ -251,8 +250,8 @@ end
     assert [u["how"] for u in engine.uses("order.placed")] == ["start"]
 
 
-def test_bad_events_are_rejected_recorded_and_change_nothing(tmp_path):
-    engine, _ = make(tmp_path, "rule \"R\" when guest.added then log(message: id)\n")
+def test_bad_events_are_rejected_recorded_and_change_nothing(db):
+    engine, _ = make(db, "rule \"R\" when guest.added then log(message: id)\n")
     with pytest.raises(EventError, match="field 'email'"):
         engine.emit("guest.added", {"id": "g1", "category": "VIP"})
     with pytest.raises(EventError, match="unknown trigger 'guest.addd'; did you mean 'guest.added'"):
@@ -266,16 +265,16 @@ def test_bad_events_are_rejected_recorded_and_change_nothing(tmp_path):
     assert "field 'email'" in engine.events()[0]["error"]
 
 
-def test_enqueued_events_are_processed_by_a_worker_pass(tmp_path):
-    engine, _ = make(tmp_path, "rule \"R\" when ping.sent then log(message: 'x')\n")
+def test_enqueued_events_are_processed_by_a_worker_pass(db):
+    engine, _ = make(db, "rule \"R\" when ping.sent then log(message: 'x')\n")
     engine.emit("ping.sent", {"n": 1}, dispatch=False)
     assert engine.runs() == []
-    other = Engine(tmp_path / "wt.db", SimulatedClock(T0))
+    other = Engine(db, SimulatedClock(T0))
     assert other.work(once=True) == 1
     assert [r["status"] for r in engine.runs()] == ["completed"]
 
 
-def test_crash_between_intent_and_result_replays_with_the_same_key(tmp_path):
+def test_crash_between_intent_and_result_replays_with_the_same_key(db):
     """A worker that dies mid-action leaves an intent; the next one calls again with the same key,
     and actions already done are not called again."""
     calls: list[str] = []
@@ -286,7 +285,7 @@ def test_crash_between_intent_and_result_replays_with_the_same_key(tmp_path):
             raise SystemExit  # stands in for the process dying mid-call (not an Exception)
         return {"ok": True}
 
-    engine, clock = make(tmp_path, """
+    engine, clock = make(db, """
 rule "C" when guest.added then
   set_status(guest_id: id, status: 'first')
   set_status(guest_id: id, status: 'second')
@@ -297,7 +296,7 @@ end
         engine.emit("guest.added", {"id": "g1", "email": "a@x.io", "category": "VIP"})
     run = engine.runs()[0]
     assert run["status"] == "running"
-    survivor = Engine(tmp_path / "wt.db", clock)
+    survivor = Engine(db, clock)
     survivor.action(set_status)
     assert survivor.run_due() == 1
     assert survivor.runs()[0]["status"] == "completed"
@@ -307,8 +306,8 @@ end
     assert [s["idempotency_key"] for s in done] == [f"{rid}:0:1", f"{rid}:1:1"]
 
 
-def test_stale_worker_cannot_commit_after_takeover(tmp_path):
-    engine, clock = make(tmp_path, "rule \"S\" when ping.sent then wait 1h; log(message: 'x')\n")
+def test_stale_worker_cannot_commit_after_takeover(db):
+    engine, clock = make(db, "rule \"S\" when ping.sent then wait 1h; log(message: 'x')\n")
     engine.emit("ping.sent", {"n": 1})
     clock.advance(dt.timedelta(hours=2))
     store = engine.store
@@ -325,8 +324,8 @@ def test_stale_worker_cannot_commit_after_takeover(tmp_path):
     assert engine.runs()[0]["status"] == "running"
 
 
-def test_damaged_snapshots_and_bytecode_fail_visibly(tmp_path):
-    engine, clock = make(tmp_path, """
+def test_damaged_snapshots_and_bytecode_fail_visibly(db):
+    engine, clock = make(db, """
 rule "A" when ping.sent then wait 1h; log(message: 'a')
 rule "B" when ping.sent then wait for message.received; log(message: 'b')
 """)
@@ -343,7 +342,7 @@ rule "B" when ping.sent then wait for message.received; log(message: 'b')
     failed = [json.loads(e["data"]) for e in engine.events() if e["trigger"] == "run.failed"]
     assert sorted(f["run_id"] for f in failed) == ["1", "2"]
     inspect.overwrite_blobs(engine.store, "versions", "bytecode", b"\x01\x02")
-    fresh = Engine(tmp_path / "wt.db", clock)
+    fresh = Engine(db, clock)
     fresh.emit("ping.sent", {"n": 2})  # the unreadable versions start nothing; the event is kept
     assert len(fresh.runs()) == 2 and fresh.events()[-1]["status"] == "processed"
     listed = {r["name"]: r for r in fresh.rules()}
@@ -414,8 +413,8 @@ rule "F" when job.created where due = 2026-11-22T10:00 and size >= 0 then log(me
 """
 
 
-def test_equality_index_starts_the_same_rules_and_counts_filtered(tmp_path):
-    engine, _ = make(tmp_path, INDEXED)
+def test_equality_index_starts_the_same_rules_and_counts_filtered(db):
+    engine, _ = make(db, INDEXED)
     engine.emit("job.created", {"owner": "a", "size": 1})
     engine.emit("job.created", {"owner": "b", "size": 3.0, "due": "2026-11-22T11:00:00+01:00"})
     engine.pause("D")
@@ -434,7 +433,7 @@ def test_equality_index_starts_the_same_rules_and_counts_filtered(tmp_path):
 def test_equality_index_agrees_with_evaluating_every_filter(tmp_path_factory, events):
     from whenthen.runtime import vm
 
-    engine, _ = make(tmp_path_factory.mktemp("idx"), INDEXED)
+    engine, _ = make(tmp_path_factory.mktemp("idx") / "wt.db", INDEXED)
     expected = []
     for data in events:
         engine.emit("job.created", data)
@@ -459,7 +458,7 @@ def test_single_field_index_agrees_with_evaluating_every_filter(tmp_path_factory
     the rules to evaluate, and they are exactly the rules whose filter holds."""
     from whenthen.runtime import vm
 
-    engine, _ = make(tmp_path_factory.mktemp("one"), INDEXED_SCHEMA + SAME_FIELD)
+    engine, _ = make(tmp_path_factory.mktemp("one") / "wt.db", INDEXED_SCHEMA + SAME_FIELD)
     expected = []
     for data in events:
         trigger = "ping.sent" if "n" in data else "job.created"
@@ -469,22 +468,20 @@ def test_single_field_index_agrees_with_evaluating_every_filter(tmp_path_factory
     assert [r["rule"] for r in engine.runs()] == expected
 
 
-def test_an_event_is_processing_and_its_run_stored_before_an_action_is_called(tmp_path):
+def test_an_event_is_processing_and_its_run_stored_before_an_action_is_called(db):
     """The dispatch writes an event `processed` and a new run once, at the end, when nothing
     commits earlier; an action's intent commits first what a crash must not lose: the event as
     `processing` under our lease, the run with its start snapshot."""
-    import sqlite3
-
     seen: list[tuple] = []
 
     def set_status(guest_id: str, status: str) -> dict:
-        other = sqlite3.connect(tmp_path / "wt.db")  # what another process sees during the call
-        seen.append(other.execute("SELECT status, lease_owner IS NOT NULL FROM events").fetchall())
-        seen.append(other.execute("SELECT status, frame IS NOT NULL FROM runs").fetchall())
+        other = open_store(db)  # what another process sees during the call
+        seen.append(inspect.rows(other, "events", "status", "lease_owner?"))
+        seen.append(inspect.rows(other, "runs", "status", "frame?"))
         other.close()
         return {"ok": True}
 
-    engine, _ = make(tmp_path, """
+    engine, _ = make(db, """
 rule "S" when guest.added then
   set_status(guest_id: id, status: 'seen')
   wait 1h
@@ -496,8 +493,8 @@ end
     assert [r["status"] for r in engine.runs()] == ["waiting"]
 
 
-def test_ingest_commits_in_groups_and_a_crash_keeps_a_prefix(tmp_path):
-    engine, _ = make(tmp_path, "rule \"W\" when ping.sent then\n  wait 1h\nend\n")
+def test_ingest_commits_in_groups_and_a_crash_keeps_a_prefix(db):
+    engine, _ = make(db, "rule \"W\" when ping.sent then\n  wait 1h\nend\n")
     lines = [f'{{"trigger": "ping.sent", "data": {{"n": {i}}}}}' for i in range(1, 8)]
     lines.insert(2, "not json")
 
@@ -507,7 +504,7 @@ def test_ingest_commits_in_groups_and_a_crash_keeps_a_prefix(tmp_path):
 
     with pytest.raises(SystemExit):
         engine.ingest(lines, on_line=crash_at, commit_every=2)
-    fresh = Engine(tmp_path / "wt.db")
+    fresh = Engine(db)
     stored = [(e["status"], e["data"]) for e in fresh.events()]
     assert stored == [("processed", '{"n":1}'), ("processed", '{"n":2}'), ("rejected", "not json"),
                       ("processed", '{"n":3}')]  # lines 1-4; 5 and 6 were in the open group
@@ -517,10 +514,8 @@ def test_ingest_commits_in_groups_and_a_crash_keeps_a_prefix(tmp_path):
     assert len(fresh.runs(status="waiting")) == 7
 
 
-def test_a_database_with_blobs_stored_before_uses_keeps_working(tmp_path):
+def test_a_database_with_blobs_stored_before_uses_keeps_working(db):
     # Versions published before RuleCode carried `uses`: blobs without it, uses rows beside them.
-    import sqlite3
-
     from whenthen.compiler.code import FORMAT_VERSION, MAGIC, RuleCode
     from whenthen.runtime.engine import compiled_hash
     from whenthen.values import pack
@@ -531,20 +526,15 @@ rule "U" when order.placed exit when ping.sent then
   log(message: "got it")
 end
 """
-    engine, clock = make(tmp_path, rules)
-    engine.close()
-    db = sqlite3.connect(tmp_path / "wt.db")
-    (blob,) = db.execute("SELECT bytecode FROM versions WHERE rule = 'U'").fetchone()
-    data = unpack(bytes(blob)[6:])
+    engine, clock = make(db, rules)
+    blob = inspect.first_blob(engine.store, "versions", "bytecode")  # U's only version
+    data = unpack(blob[6:])
     del data["uses"]
-    old_blob = MAGIC + struct.pack(">H", FORMAT_VERSION) + pack(data)
     # summed as the schema upgrade sums the blobs it finds
-    db.execute("UPDATE versions SET bytecode = ?, checksum = ? WHERE rule = 'U'",
-               (old_blob, version_sum("U", 1, old_blob)))
-    db.commit()
-    db.close()
+    inspect.rewrite_bytecode(engine.store, "U", 1, MAGIC + struct.pack(">H", FORMAT_VERSION) + pack(data))
+    engine.close()
 
-    engine = Engine(tmp_path / "wt.db", clock)
+    engine = Engine(db, clock)
     assert [u["how"] for u in engine.uses("message.received")] == ["await"]
     engine.emit("order.placed", {"customer_id": "c1"})
     engine.emit("message.received", {"client_id": "c1", "thread": "t", "text": "hi"})

@@ -275,30 +275,30 @@ rule "Daily report" when every day at 09:00 then log(message: "report for {date(
 
 
 class Worker:
-    """`whenthen --db FILE --now … COMMAND` against one SQLite file, as separate processes."""
+    """`whenthen --db DB --now … COMMAND` against one database, as separate processes."""
 
-    def __init__(self, tmp_path: Path):
-        self.db = tmp_path / "wt.db"
+    def __init__(self, tmp_path: Path, db: str):
+        self.db = db
         self.tmp = tmp_path
 
     def __call__(self, now: str, *args: str) -> subprocess.CompletedProcess:
-        done = run_cli("--db", str(self.db), "--now", now, *args, cwd=self.tmp)
+        done = run_cli("--db", self.db, "--now", now, *args, cwd=self.tmp)
         assert done.returncode == 0, done.stderr
         return done
 
     def fired(self) -> list[tuple[str, str]]:
         """(slot `event.at`, started_at) of each run of the schedule rule, in order."""
-        runs = json.loads(run_cli("--db", str(self.db), "runs", "--format", "json").stdout)
+        runs = json.loads(run_cli("--db", self.db, "runs", "--format", "json").stdout)
         out = []
         for run in runs:
-            detail = json.loads(run_cli("--db", str(self.db), "run", str(run["id"]), "--format", "json").stdout)
+            detail = json.loads(run_cli("--db", self.db, "run", str(run["id"]), "--format", "json").stdout)
             out.append((detail["event"]["data"]["at"], run["started_at"]))
         return out
 
 
-def test_worker_down_for_days_fires_the_latest_missed_slot_once(tmp_path):
+def test_worker_down_for_days_fires_the_latest_missed_slot_once(tmp_path, db):
     (tmp_path / "daily.rules").write_text(DAILY)
-    wt = Worker(tmp_path)
+    wt = Worker(tmp_path, db)
     wt("2026-03-26T12:00:00Z", "publish", "daily.rules", "--enable")
     wt("2026-03-26T12:00:00Z", "worker", "--once")
     assert wt.fired() == []  # enabled after today's 09:00: nothing owed
@@ -315,7 +315,7 @@ def test_worker_down_for_days_fires_the_latest_missed_slot_once(tmp_path):
 
 def test_paused_schedule_owes_nothing_for_the_pause(tmp_path):
     (tmp_path / "daily.rules").write_text(DAILY)
-    wt = Worker(tmp_path)
+    wt = Worker(tmp_path, str(tmp_path / "wt.db"))  # the CLI on PostgreSQL: the test above
     wt("2026-04-01T06:00:00Z", "publish", "daily.rules", "--enable")
     wt("2026-04-01T07:30:00Z", "worker", "--once")
     wt("2026-04-01T08:00:00Z", "pause", "Daily report")
@@ -329,21 +329,20 @@ def test_at_schedule_in_the_past_never_fires(tmp_path):
     (tmp_path / "once.rules").write_text(
         'rule "Launch" when at 2026-06-01T10:00:00Z then log(message: "go")\n'
         'rule "Past" when at 2026-01-01T10:00:00Z then log(message: "never")\n')
-    wt = Worker(tmp_path)
+    wt = Worker(tmp_path, str(tmp_path / "wt.db"))  # the CLI on PostgreSQL: the test above
     wt("2026-05-01T00:00:00Z", "publish", "once.rules", "--enable")
     wt("2026-05-31T00:00:00Z", "worker", "--once")
     wt("2026-06-03T00:00:00Z", "worker", "--once")
     wt("2026-06-04T00:00:00Z", "worker", "--once")
-    runs = json.loads(run_cli("--db", str(wt.db), "runs", "--format", "json").stdout)
+    runs = json.loads(run_cli("--db", wt.db, "runs", "--format", "json").stdout)
     assert [(r["rule"], r["status"]) for r in runs] == [("Launch", "completed")]
 
 
-def test_two_engines_on_one_database_fire_a_slot_once(tmp_path):
+def test_two_engines_on_one_database_fire_a_slot_once(db):
     from whenthen.api import compile as compile_rules
     from whenthen.runtime.clock import FixedClock
     from whenthen.runtime.engine import Engine
 
-    db = tmp_path / "wt.db"
     first = Engine(db, FixedClock(utc(2026, 4, 1, 6)))
     first.publish(compile_rules(DAILY, first.schema), enable=True)
     first.clock = second_clock = FixedClock(utc(2026, 4, 3, 7, 30))

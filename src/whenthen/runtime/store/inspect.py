@@ -94,3 +94,12 @@ def copy_blob(store: Store, table: str, column: str, from_row: int, to_row: int)
     conn = _conn(store)
     blob, stored = conn.execute(f"SELECT {column}, {summed} FROM {table} WHERE rowid = ?", (from_row,)).fetchone()
     conn.execute(f"UPDATE {table} SET {column} = ?, {summed} = ? WHERE rowid = ?", (blob, stored, to_row))
+
+
+def rewrite_bytecode(store: Store, rule: str, version: int, blob: bytes) -> None:
+    """Store other bytecode for a version with its correct checksum (an older format's blob, as
+    the schema upgrade sums the blobs it finds)."""
+    from whenthen.runtime.store.checksum import version_sum
+
+    _conn(store).execute("UPDATE versions SET bytecode = ?, checksum = ? WHERE rule = ? AND version = ?",
+                         (blob, version_sum(rule, version, blob), rule, version))
