@@ -155,8 +155,8 @@ def test_a_run_killed_inside_a_loop_resumes_in_the_right_iteration(tmp_path) -> 
     rules = ("trigger job.created { id: str }\n"
              "rule \"Job\" when job.created then\n"
              "  for s in [1, 2, 3]\n    work(id: id, step: s)\n    wait 1s\n  end\nend\n")
-    db = setup_db(tmp_path, rules, jobs=3)
-    first = start_worker(tmp_path, lease=1.0)
+    db = setup_db(tmp_path, str(tmp_path / "wt.db"), rules, jobs=3)
+    first = start_worker(tmp_path, db, lease=1.0)
     try:
         deadline = time.time() + 30
         while time.time() < deadline and len({j for j, s, _ in action_log(tmp_path) if s == 1}) < 3:
@@ -165,7 +165,7 @@ def test_a_run_killed_inside_a_loop_resumes_in_the_right_iteration(tmp_path) -> 
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         assert run_statuses(db).get("completed", 0) == 0
-        second = start_worker(tmp_path, lease=1.0)
+        second = start_worker(tmp_path, db, lease=1.0)
         try:
             wait_until_done(db, 3, timeout=60)
         finally:
