@@ -115,24 +115,8 @@ def test_missing_old_or_same_sources_are_refused(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.strip() == f"error: cannot copy {old} onto itself"
 
 
-PG_SERVER = "postgresql://postgres@127.0.0.1:5433"
-
-
-def _pg_database(name: str) -> str:
-    """A fresh, empty database on the development server (named after this branch), or skip."""
-    pytest.importorskip("whenthen.runtime.store.postgres", reason="the PostgreSQL backend is not in this build")
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server at {PG_SERVER}: {exc}")
-    return f"{PG_SERVER}/{name}"
-
-
-def test_sqlite_to_postgresql_to_sqlite_behaves_as_the_source(source: Path, tmp_path: Path) -> None:
-    url = _pg_database(f"integrity_copy_{tmp_path.name[-20:].replace('-', '_')}")
+def test_sqlite_to_postgresql_to_sqlite_behaves_as_the_source(source: Path, tmp_path: Path, pg_server) -> None:
+    url = pg_server.fresh()  # tests/conftest.py: a throwaway cluster, or $WHENTHEN_TEST_PG
     there = whenthen("db", "copy", str(source), url)
     assert there.returncode == 0, there.stderr
     back = tmp_path / "back.db"
