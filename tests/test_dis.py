@@ -39,5 +39,5 @@ def test_listing_is_stable_across_compilations() -> None:
 def test_disasm_paths_errors() -> None:
     with pytest.raises(CompileError):
         disasm_paths(["rule \"x\" when nope.never then\nend\n"])
-    with pytest.raises(WhenthenError, match="no rule named"):
+    with pytest.raises(WhenthenError, match="unknown rule .Nope. in the program"):
         disasm_paths([GOLDENS / "vip.rules"], rule="Nope")

@@ -454,3 +454,16 @@ def test_unreadable_files_and_internal_errors_do_not_end_the_session(tmp_path: P
     assert repl.handle("1 + 1") is True
     assert err[-1] == "error: internal error: RuntimeError: boom (please report it)"
     assert repl.failed
+
+
+def test_advance_diagnostics_show_their_own_line_and_schema_shows_defaults(program: list[str]) -> None:
+    done = repl(program, """
+1 +
+:advance 2 * soon
+:schema send_email
+""")
+    err = done.stderr
+    assert "input:1:5: error[E102]: unknown name 'soon'\n   1 | 2 * soon\n           ^^^^" in err
+    assert "1 | 1 +\n           ^^^^" not in err  # not under the previous input's line
+    assert "action send_email(to: str, subject: str, body: str = '', template: str? = null)" in done.stdout
+    assert "= …" not in done.stdout

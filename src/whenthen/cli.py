@@ -13,10 +13,12 @@ from pathlib import Path
 
 import click
 
-from whenthen.diagnostics import CompileError, Diagnostic, WhenthenError
+from whenthen.diagnostics import CompileError, Diagnostic, UnknownName, WhenthenError
 
 EXIT_INPUT_ERROR = 1
 EXIT_USAGE_ERROR = 2
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
+STDIN_NAME = "<stdin>"  # how rules read from stdin (`check -`, `fmt -`) are named in diagnostics
 
 
 class Context:
@@ -34,12 +36,14 @@ def fail(message: str, status: int = EXIT_USAGE_ERROR) -> None:
     sys.exit(status)
 
 
-def print_diagnostics(diagnostics: list[Diagnostic], fmt: str = "text") -> None:
-    """Diagnostics as text with carets (stderr), or as a JSON array (stdout)."""
+def print_diagnostics(diagnostics: list[Diagnostic], fmt: str = "text", texts: dict[str, str | None] | None = None
+                      ) -> None:
+    """Diagnostics as text with carets (stderr), or as a JSON array (stdout). `texts`: sources
+    that are not files (stdin), by name."""
     if fmt == "json":
-        click.echo(json.dumps([d.to_json() for d in diagnostics], indent=2))
+        click.echo(json.dumps([d.to_json() for d in diagnostics], indent=2, ensure_ascii=False))
         return
-    texts: dict[str, str | None] = {}
+    texts = dict(texts or {})
     for d in diagnostics:
         if d.file not in texts:
             try:
@@ -53,7 +57,26 @@ def print_diagnostics(diagnostics: list[Diagnostic], fmt: str = "text") -> None:
         click.echo(f"{errors} error(s), {warnings} warning(s)", err=True)
 
 
-@click.group()
+class _Main(click.Group):
+    """The command group; a reader that goes away (`whenthen runs | head -1`) ends the command
+    quietly, as it ends Unix tools: no message, status 141 (128 + SIGPIPE, what a shell shows)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # inside the try: the last buffered lines may meet the closed pipe
+            return result
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            for stream in (sys.stdout, sys.stderr):  # the interpreter's final flush must not fail again
+                try:
+                    os.dup2(devnull, stream.fileno())
+                except (OSError, ValueError):
+                    pass
+            sys.exit(EXIT_BROKEN_PIPE)
+
+
+@click.group(cls=_Main)
 @click.option("--db", envvar="WHENTHEN_DB", default="whenthen.db", show_default=True,
               help="SQLite database file or postgresql:// URL (or $WHENTHEN_DB).")
 @click.option("--now", envvar="WHENTHEN_NOW", default=None,
@@ -74,14 +97,21 @@ def main(ctx: click.Context, db: str, now: str | None, config: str | None) -> No
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def check(paths: tuple[str, ...], fmt: str) -> None:
-    """Check files or folders of *.rules; print diagnostics."""
+    """Check files or folders of *.rules (`-`: the rules on stdin); print diagnostics."""
     from whenthen.api import check as check_api
+    from whenthen.compiler.sources import source_from_bytes
 
+    texts: dict[str, str | None] = {}
+    items: list = list(paths)
+    if "-" in paths:
+        stdin = source_from_bytes(STDIN_NAME, sys.stdin.buffer.read())
+        texts[STDIN_NAME] = stdin.text
+        items = [stdin if p == "-" else p for p in paths]
     try:
-        diagnostics = check_api(list(paths))
+        diagnostics = check_api(items)
     except WhenthenError as exc:
         fail(str(exc))
-    print_diagnostics(diagnostics, fmt)
+    print_diagnostics(diagnostics, fmt, texts)
     if any(d.is_error for d in diagnostics):
         sys.exit(EXIT_INPUT_ERROR)
     if fmt == "text":
@@ -100,6 +130,8 @@ def disasm(paths: tuple[str, ...], rule: str | None) -> None:
     except CompileError as exc:
         print_diagnostics(exc.diagnostics)
         sys.exit(EXIT_INPUT_ERROR)
+    except UnknownName as exc:
+        fail(str(exc), EXIT_INPUT_ERROR)
     except WhenthenError as exc:
         fail(str(exc))
 
@@ -190,6 +222,13 @@ def _note_upgrade(db: str, store: object) -> None:
     before = getattr(store, "upgraded_from", None)
     if before:  # 0 is a database just created: nothing to say
         click.echo(f"note: upgraded {db} from schema version {before} to {SCHEMA_VERSION}", err=True)
+
+
+def _text(value: object) -> str:
+    """A value shown inline in JSON syntax, non-ASCII text as itself (never `\\u041f` escapes)."""
+    from whenthen.views import dumps
+
+    return dumps(value, indent=None)
 
 
 def _print_json(value: object) -> None:
@@ -318,7 +357,10 @@ def uses(obj: Context, trigger: str, fmt: str, paths: tuple[str, ...]) -> None:
     if paths:
         _uses_in_files(trigger, list(paths), fmt)
         return
-    found = _engine(obj, read_only=True).uses(trigger)
+    try:
+        found = _engine(obj, read_only=True).uses(trigger)
+    except WhenthenError as exc:
+        fail(str(exc), EXIT_INPUT_ERROR)
     if fmt == "json":
         _print_json(found)
         return
@@ -410,6 +452,8 @@ def ingest(obj: Context, file: str, actions: str | None) -> None:
 
         try:
             accepted, _ = engine.ingest(raw_lines(stream), on_line=on_line, keep_rejected=False)
+        except BrokenPipeError:
+            raise
         except OSError as exc:
             fail(f"cannot read {file}: {exc.strerror or exc}")
     click.echo(f"{accepted} accepted, {rejected} rejected", err=True)
@@ -491,7 +535,10 @@ def serve(obj: Context, host: str, port: int, workers: int, log_level: str, acti
 @click.pass_obj
 def runs(obj: Context, rule: str | None, status: str | None, fmt: str) -> None:
     """Run history."""
-    found = _engine(obj, read_only=True).runs(rule=rule, status=status)
+    try:
+        found = _engine(obj, read_only=True).runs(rule=rule, status=status)
+    except WhenthenError as exc:
+        fail(str(exc), EXIT_INPUT_ERROR)
     if fmt == "json":
         _print_json(found)
         return
@@ -539,11 +586,11 @@ def run_cmd(obj: Context, run_id: int, fmt: str) -> None:
 
     click.echo(f"run {found['id']} · {found['rule']} v{found['version']} · {found['status']}")
     if found.get("event"):
-        click.echo(f"  started by {found['event']['trigger']} {json.dumps(found['event']['data'])}")
+        click.echo(f"  started by {found['event']['trigger']} {_text(found['event']['data'])}")
     for step in found["steps"]:
         if step["kind"] == "action":
-            args = ", ".join(f"{k}: {json.dumps(v)}" for k, v in step["args"].items())
-            outcome = f"error: {step['error']}" if step.get("error") else f"→ {json.dumps(step['result'])}"
+            args = ", ".join(f"{k}: {_text(v)}" for k, v in step["args"].items())
+            outcome = f"error: {step['error']}" if step.get("error") else f"→ {_text(step['result'])}"
             click.echo(f"  {step['at']}  {step['action']}({args})  {outcome}")
         else:
             click.echo(f"  {step['at']}  {describe_step(step)}")
@@ -587,6 +634,8 @@ def simulate(paths: tuple[str, ...], events_file: str, until: str | None, fmt: s
                           on_event_error=lambda message: click.echo(message, err=True))
     except WhenthenError as exc:
         fail(str(exc))
+    except BrokenPipeError:
+        raise  # the reader of the trace went away: _Main ends quietly
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"cannot read input: {exc}")
     if any(d.is_error for d in result.diagnostics):
@@ -651,7 +700,7 @@ def fmt_cmd(paths: tuple[str, ...], check_only: bool) -> None:
     if paths == ("-",):
         text = sys.stdin.read()
         try:
-            click.echo(format_source(text, "<stdin>"), nl=False)
+            click.echo(format_source(text, STDIN_NAME), nl=False)
         except FormatError as exc:
             click.echo("\n".join(d.render(text) for d in exc.diagnostics), err=True)
             sys.exit(EXIT_INPUT_ERROR)
@@ -685,10 +734,14 @@ def fmt_cmd(paths: tuple[str, ...], check_only: bool) -> None:
 
 def _uses_in_files(trigger: str, paths: list[str], fmt: str) -> None:
     """`uses --path`: the same listing, read from source files (with file:line instead of version)."""
-    from whenthen.tools.graph import program_rules, uses_of_trigger
+    from whenthen.tools.graph import program_rules, program_triggers, uses_of_trigger
 
     try:
         found = [vars(u) for u in uses_of_trigger(program_rules(paths), trigger)]
+        if not found and trigger not in (known := program_triggers(paths)):
+            raise UnknownName("trigger", trigger, known, where=f" in {', '.join(paths)}")
+    except UnknownName as exc:
+        fail(str(exc), EXIT_INPUT_ERROR)
     except CompileError as exc:
         print_diagnostics(exc.diagnostics)
         sys.exit(EXIT_INPUT_ERROR)

@@ -102,6 +102,19 @@ class WhenthenError(Exception):
     """Base class of every error whenthen raises on purpose."""
 
 
+class UnknownName(WhenthenError):
+    """A rule or trigger named on the command line that the program or database does not have
+    (exit status 1, like every other unknown name)."""
+
+    def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...] = (), where: str = ""):
+        import difflib
+
+        lowered = {k.lower(): k for k in known}  # `w` finds `W`
+        close = difflib.get_close_matches(name.lower(), list(lowered), n=1)
+        hint = f"; did you mean '{lowered[close[0]]}'?" if close else ""
+        super().__init__(f"unknown {kind} '{name}'{where}{hint}")
+
+
 class CompileError(WhenthenError):
     """The program has errors; `.diagnostics` lists them all."""
 

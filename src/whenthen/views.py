@@ -30,15 +30,15 @@ def describe_step(step: dict[str, Any]) -> str:
     if kind == "wait":
         if step.get("wait") == "for":
             until = f" until {step['until']}" if step.get("until") else ""
-            return f"wait for {step.get('trigger')} {json.dumps(step.get('correlation') or {})}{until}"
+            return f"wait for {step.get('trigger')} {dumps(step.get('correlation') or {}, indent=None)}{until}"
         return f"wait until {step.get('until')}"
     if kind == "emit":
-        return f"emit {step.get('trigger')} {json.dumps(step.get('data'))}"
+        return f"emit {step.get('trigger')} {dumps(step.get('data'), indent=None)}"
     if kind == "branch":
         return f"branch {step.get('branch')} (line {step.get('line')})"
     if kind == "exit":
-        return f"exit on {step.get('trigger')} {json.dumps(step.get('event'))}"
+        return f"exit on {step.get('trigger')} {dumps(step.get('event'), indent=None)}"
     if kind == "error":
         return f"error: {step.get('error')}"
     extra = {k: v for k, v in step.items() if k not in ("at", "kind")}
-    return f"{kind} {json.dumps(extra)}"
+    return f"{kind} {dumps(extra, indent=None)}"

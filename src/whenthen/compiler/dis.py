@@ -14,7 +14,7 @@ from typing import Any
 
 from whenthen.compiler.code import Code, RuleCode
 from whenthen.compiler.opcodes import COUNT_OPS, HAS_ARG, JUMPS, NAME_OPS, Opcode
-from whenthen.diagnostics import CompileError, WhenthenError
+from whenthen.diagnostics import CompileError, UnknownName
 from whenthen.source import Source
 from whenthen.values import format_datetime, format_duration
 
@@ -128,7 +128,7 @@ def disassemble(rule: RuleCode) -> str:
 def disasm_paths(paths: str | Path | Sequence[str | Path | Source], rule: str | None = None) -> str:
     """Check and compile a program, and list its rules (or only `rule`), separated by a blank line.
 
-    Raises CompileError when the program has errors, WhenthenError when `rule` is not in it.
+    Raises CompileError when the program has errors, UnknownName when `rule` is not in it.
     """
     from whenthen.compiler.checker import check_program
     from whenthen.compiler.codegen import compile_rules
@@ -140,7 +140,6 @@ def disasm_paths(paths: str | Path | Sequence[str | Path | Source], rule: str | 
     rules = compile_rules(program)
     if rule is not None:
         if rule not in rules:
-            known = ", ".join(f'"{name}"' for name in rules) or "none"
-            raise WhenthenError(f'no rule named "{rule}" (rules: {known})')
+            raise UnknownName("rule", rule, list(rules), where=" in the program")
         rules = {rule: rules[rule]}
     return "\n".join(disassemble(code) for code in rules.values())

@@ -82,10 +82,15 @@ def _read(path: Path) -> Source:
         raw = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"{path}: {exc.strerror or exc}") from exc
+    return source_from_bytes(str(path), raw)
+
+
+def source_from_bytes(name: str, raw: bytes) -> Source:
+    """Rules read as bytes (a file, stdin); text that is not UTF-8 carries its E001."""
     try:
-        return Source(str(path), raw.decode("utf-8"))
+        return Source(name, raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         # SPEC 2.7: a diagnostic (E001), so the other files are still checked and reported
         offset = len(raw[:exc.start].decode("utf-8", "replace"))
         reason = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte offset {exc.start}: {exc.reason})"
-        return Source(str(path), raw.decode("utf-8", "replace"), decode_error=(offset, reason))
+        return Source(name, raw.decode("utf-8", "replace"), decode_error=(offset, reason))

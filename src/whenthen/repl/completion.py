@@ -12,6 +12,7 @@ from prompt_toolkit.document import Document
 from whenthen.compiler.decls import ActionSig, FunctionSig, ParamSig, Schema
 from whenthen.compiler.types import Type
 from whenthen.repl.lexer import KEYWORDS
+from whenthen.runtime.evaluate import show_value
 
 # Every REPL command with a one-line summary; `:help` prints the same table.
 COMMANDS: dict[str, str] = {
@@ -42,7 +43,9 @@ class Candidate:
 
 
 def format_params(params: tuple[ParamSig, ...]) -> str:
-    return ", ".join(f"{p.name}: {p.type}" + (" = …" if p.has_default else "") for p in params)
+    """`name: type = default`, the default in the language's literal syntax (`body: str = ''`)."""
+    return ", ".join(f"{p.name}: {p.type}" + (f" = {show_value(p.default)}" if p.has_default else "")
+                     for p in params)
 
 
 def function_signature(sig: FunctionSig) -> str:

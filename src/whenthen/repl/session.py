@@ -354,6 +354,7 @@ class ReplSession:
         if not rest:
             self._error("usage: :advance DURATION (e.g. 24h, 1h30m)")
             return
+        self._texts["input"] = rest  # its diagnostics show this line, not the previous input's
         prepared = prepare_expression(rest, None, self.schema, timezone=self.timezone, locale=self.locale)
         delta = prepared.evaluate(None, self.now)
         if not isinstance(delta, dt.timedelta) or delta < dt.timedelta(0):

@@ -492,8 +492,20 @@ class Engine:
                 "next_fire": format_datetime(slot) if slot is not None else None}
 
     def uses(self, trigger: str) -> list[dict[str, Any]]:
-        """Where a trigger is started on (`start`), awaited (`await`), exited on (`exit`) or emitted."""
-        return self.store.uses(trigger)
+        """Where a trigger is started on (`start`), awaited (`await`), exited on (`exit`) or emitted.
+        An unknown trigger is an EngineError (as an unknown rule is for `versions`), not an empty list."""
+        found = self.store.uses(trigger)
+        if not found:  # read without _refresh, which writes: `uses` runs on read-only databases
+            from whenthen.stdlib import default_schema
+
+            known = {**default_schema().triggers, **self._host_triggers}
+            known.update((name, TriggerSchema(name, type_from_data(body), origin="program"))
+                         for name, body in self.store.decls("trigger").items())
+            try:
+                lookup_trigger(known, trigger)
+            except EventError as exc:
+                raise EngineError(str(exc)) from None
+        return found
 
     # ------------------------------------------------------------------ events in
 
@@ -1001,7 +1013,10 @@ class Engine:
     # ------------------------------------------------------------------ reading runs
 
     def runs(self, rule: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
-        """Runs with `id`, `rule`, `version`, `status`, `started_at`, `updated_at`, …"""
+        """Runs with `id`, `rule`, `version`, `status`, `started_at`, `updated_at`, …; an unknown
+        `rule` is an EngineError (a misspelt name must not look like a rule without runs)."""
+        if rule is not None:
+            self._rule_or_fail(rule)
         return [_run_view(r) for r in self.store.runs(rule, status)]
 
     def runs_page(self, rule: str | None = None, status: str | None = None, before: int | None = None,

@@ -289,7 +289,7 @@ def _kind(value: Any) -> str:
         return f"number {value}"
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string {json.dumps(shown)}"
+        return f"string {_shown_key(json.dumps(shown, ensure_ascii=False))}"
     if isinstance(value, (list, tuple)):
         return "a list"
     if isinstance(value, dict):

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from whenthen.diagnostics import CompileError, Span, WhenthenError
+from whenthen.diagnostics import CompileError, Diagnostic, Span, WhenthenError
 from whenthen.grammar import ast
 from whenthen.grammar.printer import print_expr, print_when
 
@@ -332,14 +332,29 @@ def program_rules(paths: list[str]) -> list[tuple[str, ast.Rule]]:
     Only syntax errors stop it (CompileError); a graph is about structure, not types.
     Raises SourceError for a missing path.
     """
+
+    rules, syntax = _parsed_rules(paths)
+    if syntax:
+        raise CompileError(syntax)
+    return rules
+
+
+def _parsed_rules(paths: list[str]) -> tuple[list[tuple[str, ast.Rule]], list[Diagnostic]]:
+    """The rules of the files that parse, and the syntax errors (E001) of those that do not."""
     from whenthen.compiler.checker import check_program
     from whenthen.compiler.sources import load_sources
 
     checked = check_program(load_sources(paths))
-    syntax = [d for d in checked.diagnostics if d.code == "E001"]
-    if syntax:
-        raise CompileError(syntax)
-    return [(info.name, info.rule) for info in checked.rules]
+    return ([(info.name, info.rule) for info in checked.rules],
+            [d for d in checked.diagnostics if d.code == "E001"])
+
+
+def program_triggers(paths: list[str]) -> list[str]:
+    """The triggers the program in `paths` knows: its declarations and the stdlib's."""
+    from whenthen.compiler.checker import check_program
+    from whenthen.compiler.sources import load_sources
+
+    return sorted(check_program(load_sources(paths)).schema.triggers)
 
 
 def published_rule(db: str, name: str) -> ast.Rule | None:
@@ -381,8 +396,11 @@ def graph_for(target: str, db: str, rule: str | None = None) -> Graph:
             return rule_flow(rules[0][1], rules[0][0])
         return chain_graph(rules, Path(target).name or target)
     name = rule or target
+    syntax: list[Diagnostic] = []
     if any(Path.cwd().glob("*.rules")):
-        for found_name, found_rule in program_rules(["."]):
+        # a file of the folder that does not parse (or is not UTF-8) hides only its own rules
+        local, syntax = _parsed_rules(["."])
+        for found_name, found_rule in local:
             if found_name == name:
                 return rule_flow(found_rule, name)
     from whenthen.runtime.store import StoreError, is_url
@@ -392,4 +410,7 @@ def graph_for(target: str, db: str, rule: str | None = None) -> Graph:
     published = published_rule(db, name)
     if published is not None:
         return rule_flow(published, name)
-    raise GraphInputError(f"{target}: not a file or folder, nor a rule in ./*.rules or in {db}")
+    if syntax:  # the rule may be in a file that could not be read: say why
+        raise CompileError(syntax)
+    raise GraphInputError(f"unknown rule '{name}': {target} is not a file or folder, nor a rule in ./*.rules "
+                          f"or in {db}")
