@@ -325,6 +325,24 @@ def test_paused_schedule_owes_nothing_for_the_pause(tmp_path):
     assert [slot for slot, _ in wt.fired()] == ["2026-04-01T07:00:00Z", "2026-04-06T07:00:00Z"]
 
 
+def test_a_slot_recorded_by_a_clock_set_ahead_does_not_silence_the_schedule(tmp_path):
+    """Issue 13.6: `worker --once --now 2036-…` records a slot in 2036; a worker on the real (here:
+    earlier) clock warns and goes on from its clock instead of firing nothing for ten years."""
+    (tmp_path / "daily.rules").write_text(DAILY)
+    wt = Worker(tmp_path)
+    wt("2026-04-01T06:00:00Z", "publish", "daily.rules", "--enable")
+    wt("2036-01-01T08:00:00Z", "worker", "--once")  # fires 2036-01-01 07:00Z, recorded as the last slot
+    assert [slot for slot, _ in wt.fired()] == ["2036-01-01T08:00:00Z"]  # 09:00 CET
+    [rule] = json.loads(wt("2026-04-02T06:00:00Z", "rules", "--format", "json").stdout)
+    assert rule["next_fire"] == "2026-04-02T07:00:00Z"  # from the clock, not after 2036
+    back = wt("2026-04-02T07:30:00Z", "worker", "--once")
+    assert "last fired slot 2036-01-01T08:00:00Z is after the clock (2026-04-02T07:30:00Z)" in back.stderr
+    wt("2026-04-03T07:30:00Z", "worker", "--once")
+    again = wt("2026-04-03T07:40:00Z", "worker", "--once")
+    assert "after the clock" not in again.stderr  # warned once, when it moved the slot back
+    assert [slot for slot, _ in wt.fired()][1:] == ["2026-04-03T07:00:00Z"]
+
+
 def test_at_schedule_in_the_past_never_fires(tmp_path):
     (tmp_path / "once.rules").write_text(
         'rule "Launch" when at 2026-06-01T10:00:00Z then log(message: "go")\n'

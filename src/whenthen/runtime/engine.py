@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import inspect
 import json
+import logging
 import os
 import secrets
 import socket
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from whenthen.api import Program, SourceOrPaths
 
 MAX_EMIT_DEPTH = vm.MAX_EMIT_DEPTH
+_log = logging.getLogger("whenthen.engine")
 ENDED = ("completed", "failed", "exited")
 
 
@@ -486,7 +488,8 @@ class Engine:
             return {}
         code = loaded.code
         last = self.store.schedule_slots().get(rule)
-        after = from_epoch(last) if last is not None else self.clock.now()
+        now = self.clock.now()
+        after = min(from_epoch(last), now) if last is not None else now  # a slot past the clock: see _schedule_slots
         slot = calendar.next_fire(code.schedule, code.timezone, after) if state == "active" else None
         return {"schedule": calendar.describe(code.schedule, code.timezone),
                 "next_fire": format_datetime(slot) if slot is not None else None}
@@ -1100,10 +1103,20 @@ class Engine:
         rule while active) is owed nothing before now."""
         self._refresh()
         last = self.store.schedule_slots()
+        now = epoch(self.clock.now())
         for loaded in self._active.get(SCHEDULE_TRIGGER, ()):
             if loaded.name not in last:
-                self.store.arm_schedule(loaded.name, epoch(self.clock.now()))
-                last[loaded.name] = epoch(self.clock.now())
+                self.store.arm_schedule(loaded.name, now)
+                last[loaded.name] = now
+            elif last[loaded.name] > now:
+                # A slot after the clock was recorded by a clock set ahead (`worker --now 2036-…`);
+                # kept, it would silence the schedule until then. Go on from the clock.
+                if self.store.rewind_schedule(loaded.name, now):
+                    _log.warning("schedule of rule '%s': its last fired slot %s is after the clock (%s), "
+                                 "recorded by a clock set ahead (--now?); going on from the clock",
+                                 loaded.name, format_datetime(from_epoch(last[loaded.name])),
+                                 format_datetime(from_epoch(now)))
+                last[loaded.name] = now
         return last
 
 

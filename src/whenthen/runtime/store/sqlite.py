@@ -974,6 +974,13 @@ class SQLiteStore:
             c.execute("INSERT INTO schedules (rule, last_slot) VALUES (?, ?) ON CONFLICT (rule) "
                       "DO UPDATE SET last_slot = max(last_slot, excluded.last_slot)", (rule, at))
 
+    def rewind_schedule(self, rule: str, at: float) -> bool:
+        """Move `rule`'s last slot back to `at` when it is after it (recorded by a clock set
+        ahead, `--now`); True when it moved."""
+        with self.transaction() as c:
+            cur = c.execute("UPDATE schedules SET last_slot = ? WHERE rule = ? AND last_slot > ?", (at, rule, at))
+            return cur.rowcount == 1
+
     def claim_schedule_slot(self, rule: str, slot: float, trigger: str, data: str, at: str, owner: str,
                             lease_expires: float) -> int | None:
         """Record `slot` as fired and its event as ours to process, in one transaction; None when
