@@ -62,10 +62,11 @@ def _pipe_first_line(tmp_path: Path, *args: str) -> tuple[str, int, str]:
 def test_a_reader_that_goes_away_ends_the_command_quietly(published):
     t = published
     name = "x" * 200
-    many = "".join(f'{{"trigger": "guest.added", "data": {{"id": "g{i}", "name": "{name}"}}}}\n' for i in range(600))
+    many = "".join(f'{{"trigger": "guest.added", "data": {{"id": "g{i}", "name": "{name}"}}}}\n' for i in range(1500))
     (t / "many.jsonl").write_text(many)
     assert wt(t, "ingest", "many.jsonl").returncode == 0
     (t / "timed.jsonl").write_text(many.replace('{"trigger"', '{"at": "2026-01-01T00:00:00Z", "trigger"'))
+    # line by line, far more than a pipe buffer (64 kB) holds, so the writer meets the closed pipe
     for args in (("runs",), ("simulate", "r.rules", "--events", "timed.jsonl", "--format", "jsonl")):
         first, status, err = _pipe_first_line(t, *args)
         assert first  # it did print
