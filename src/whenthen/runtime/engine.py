@@ -42,8 +42,15 @@ if TYPE_CHECKING:
     from whenthen.api import Program, SourceOrPaths
 
 MAX_EMIT_DEPTH = vm.MAX_EMIT_DEPTH
+# A cascade commits at least this often (units of work: events dispatched, runs started), so
+# that no dispatch holds the write lock for long, and pauses after each commit so that another
+# process's writer gets the lock (SQLite's busy handler polls, it does not queue).
+CASCADE_CHUNK = 200
+CASCADE_CHUNK_SECONDS = 0.05
+CASCADE_PAUSE_SECONDS = 0.005
 _log = logging.getLogger("whenthen.engine")
 ENDED = ("completed", "failed", "exited")
+_FAILURE_TRIGGERS = ("run.failed", "action.failed")
 
 
 class EngineError(WhenthenError):
@@ -177,6 +184,22 @@ class _Activation:
 
 
 @dataclass
+class _Budget:
+    """What one external event may still cause (docs/engine.md, "Fan-out budget")."""
+
+    runs: int
+    events: int
+    work: int = 0  # units since the last commit
+    since: float = field(default_factory=time.monotonic)  # when the current chunk began
+    spent: bool = False
+
+    def refusal(self, what: str, limit: int) -> str:
+        self.spent = True
+        return (f"fan-out budget exceeded: one external event may cause at most {limit} {what} "
+                f"([limits] fan_out_{what.split()[0]} in whenthen.toml)")
+
+
+@dataclass
 class _Start:
     event: _Queued
     now: dt.datetime
@@ -228,6 +251,8 @@ class Engine:
         self._triggers: dict[str, TriggerSchema] = {}
         self._actions: dict[str, ActionSig] = {}
         self._queue: deque[_Queued] = deque()
+        self._budget = self._new_budget()
+        self._held: set[int] = set()  # queued events this process leased ahead of their dispatch
 
     def close(self) -> None:
         self.store.close()
@@ -534,9 +559,13 @@ class Engine:
             else:
                 event_id = self.store.insert_event(trigger, text, format_datetime(now), "pending", origin=origin)
             if dispatch:
+                self._budget = self._new_budget()
                 self._process(_Queued(event_id, trigger, typed, 0))
                 self._drain()
         return event_id
+
+    def _new_budget(self) -> _Budget:
+        return _Budget(self.config.fan_out_runs, self.config.fan_out_events)
 
     def accept(self, trigger: str, data: Any, *, idempotency_key: str | None = None) -> tuple[int, bool]:
         """Validate an event and record it `pending` for the workers (no dispatch here); returns
@@ -642,6 +671,7 @@ class Engine:
                                                     time.time() + self.lease_seconds)
                 if run is None:
                     break
+                self._budget = self._new_budget()
                 self._resume_claimed(run)
                 self._drain()
             done += 1
@@ -663,6 +693,7 @@ class Engine:
                 except (EventError, ValueError) as exc:
                     self.store.reject_event(event_id, str(exc))
                     continue
+                self._budget = self._new_budget()
                 self._process(_Queued(event_id, trigger, typed, depth))
                 self._drain()
             count += 1
@@ -702,8 +733,32 @@ class Engine:
         """Dispatch queued emitted events, first in first out, at the current instant."""
         while self._queue:
             item = self._queue.popleft()
-            if self.store.claim_event(item.event_id, self.owner, time.time(), time.time() + self.lease_seconds):
+            held = item.event_id in self._held
+            self._held.discard(item.event_id)
+            if held or self.store.claim_event(item.event_id, self.owner, time.time(),
+                                              time.time() + self.lease_seconds):
                 self._process(item)
+                self._budget.work += 1
+                if self._queue:
+                    self._maybe_commit_chunk()
+        self._held.clear()
+
+    def _maybe_commit_chunk(self) -> None:
+        """Commit a long cascade in chunks (CASCADE_CHUNK units or CASCADE_CHUNK_SECONDS), so
+        other writers are never blocked for long. The events still queued are leased to this
+        process first, so no other worker takes them (each with a budget of its own) meanwhile."""
+        budget = self._budget
+        if budget.work < CASCADE_CHUNK and time.monotonic() - budget.since < CASCADE_CHUNK_SECONDS:
+            return
+        expires = time.time() + self.lease_seconds
+        for item in self._queue:
+            if item.event_id not in self._held and self.store.claim_event(item.event_id, self.owner, time.time(),
+                                                                          expires):
+                self._held.add(item.event_id)
+        self.store.commit_now()
+        if self.store.shared:  # a file other processes write to: let a waiting writer in
+            time.sleep(CASCADE_PAUSE_SECONDS)
+        budget.work, budget.since = 0, time.monotonic()
 
     def _process(self, event: _Queued) -> None:
         """One event: exits first, then matching `wait for`s, then the rules it starts. Callers
@@ -788,7 +843,13 @@ class Engine:
             exits.append(("exit", index, clause.trigger, fld, value))
         run = RunRow(0, loaded.name, loaded.version, event.event_id, "running", None, epoch(now), None,
                      event.depth, 1, 0)
-        self._activate(run, loaded, frame, None, _Start(event, now, exits))
+        budget = self._budget
+        refused = None
+        if budget.runs <= 0:
+            refused = budget.refusal("runs started", self.config.fan_out_runs)
+        budget.runs -= 1
+        budget.work += 1
+        self._activate(run, loaded, frame, None, _Start(event, now, exits), refused=refused)
 
     def _materialize(self, act: _Activation) -> bool:
         """Store the run of `act` if it is new and not stored yet (claimed by us, due now, with its
@@ -861,12 +922,13 @@ class Engine:
         self._trace({"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": "failed", "error": error})
 
     def _activate(self, run: RunRow, loaded: LoadedRule, frame: vm.Frame, resume: Any,
-                  start: _Start | None = None) -> None:
-        """Run until the run waits, ends or fails; commit snapshot, waits, steps and emits at once."""
+                  start: _Start | None = None, refused: str | None = None) -> None:
+        """Run until the run waits, ends or fails; commit snapshot, waits, steps and emits at once.
+        A run `refused` (past the fan-out budget) fails at once with that reason."""
         act = _Activation(run, loaded, start=start)
         host = _RunHost(self, act)
         try:
-            result = vm.run(loaded.code, frame, host, resume)
+            result = vm.Failed(refused, 0, 0) if refused else vm.run(loaded.code, frame, host, resume)
         except vm.HostAbort:
             if act.store_lost is not None:  # not the run's fault: the worker loop retries later
                 raise act.store_lost from None
@@ -900,7 +962,10 @@ class Engine:
             error = result.error + (f" (line {result.line})" if result.line else "")
             if not any(s["kind"] == "error" for s in act.steps):
                 host.on_step({"kind": "error", "error": error})
-            if run.depth <= MAX_EMIT_DEPTH:  # bounded: a failure beyond it fires nothing
+            # bounded: a failure beyond the depth fires nothing, nor does a run on a failure
+            # event refused by the budget (else each refused alert would fire another failure)
+            failure_of_failure = refused and start is not None and start.event.trigger in _FAILURE_TRIGGERS
+            if run.depth <= MAX_EMIT_DEPTH and not failure_of_failure:
                 act.emits.append(("run.failed", {"rule": run.rule, "run_id": str(run.id), "error": error},
                                   run.depth + 1, "system"))
         else:
@@ -1093,6 +1158,7 @@ class Engine:
                                                       time.time() + self.lease_seconds)
             if event_id is None:  # another worker fired it
                 continue
+            self._budget = self._new_budget()
             self._process(_Queued(event_id, SCHEDULE_TRIGGER, data, 0))
             self._drain()
             fired += 1
@@ -1144,6 +1210,10 @@ class _RunHost:
 
     def emit(self, trigger: str, data: dict[str, Any], depth: int) -> None:
         engine = self.engine
+        budget = engine._budget
+        if budget.events <= 0:
+            raise RuntimeError(budget.refusal("events emitted", engine.config.fan_out_events))
+        budget.events -= 1
         schema = engine._triggers.get(trigger)
         typed = validate_event(schema, data) if schema is not None else data
         try:

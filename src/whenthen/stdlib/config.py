@@ -46,6 +46,9 @@ class StdlibConfig:
     webhook_timeout: float = 10.0
     templates: Path | None = None
     unbound_actions: str = "error"  # 'outbox': declared actions without a host binding are recorded
+    # the fan-out budget: what one external event may cause (docs/engine.md)
+    fan_out_runs: int = 1000
+    fan_out_events: int = 1000
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, db: str | os.PathLike[str] | None = None,
@@ -59,6 +62,7 @@ class StdlibConfig:
         webhook_file = _table(data, "webhook", file)
         templates_file = _table(data, "templates", file)
         actions_file = _table(data, "actions", file)
+        limits_file = _table(data, "limits", file)
 
         def pick(var: str, table: dict[str, Any], key: str) -> Any:
             return env.get(var) if env.get(var) not in (None, "") else table.get(key)
@@ -90,6 +94,10 @@ class StdlibConfig:
             templates=(base / str(templates)) if templates and not env.get("WHENTHEN_TEMPLATES")
             else Path(templates) if templates else None,
             unbound_actions=unbound,
+            fan_out_runs=_number(pick("WHENTHEN_FAN_OUT_RUNS", limits_file, "fan_out_runs") or 1000,
+                                 "[limits] fan_out_runs", int),
+            fan_out_events=_number(pick("WHENTHEN_FAN_OUT_EVENTS", limits_file, "fan_out_events") or 1000,
+                                   "[limits] fan_out_events", int),
         )
 
 

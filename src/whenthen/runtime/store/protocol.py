@@ -63,6 +63,8 @@ class SchemaVersions(Protocol):
 class Transactions(Protocol):
     """How writes are grouped into commits."""
 
+    shared: bool  # other processes may write to the same database (a long dispatch pauses for them)
+
     def close(self) -> None: ...
 
     def batch(self) -> AbstractContextManager[None]:

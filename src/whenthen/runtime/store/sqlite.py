@@ -143,6 +143,7 @@ class SQLiteStore:
         self.path = path
         self.read_only = read_only and path != ":memory:"
         self.upgraded_from: int | None = None  # the version this open upgraded from (0: created)
+        self.shared = path != ":memory:"  # other processes may write to it (dispatch pauses for them)
         self._lock = threading.RLock()
         self._depth = 0
         self._grouped = False  # inside `group`
