@@ -240,7 +240,9 @@ def _datetime(value: Any, path: str) -> dt.datetime:
 def _duration(value: Any, path: str) -> dt.timedelta:
     if isinstance(value, dt.timedelta):
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+    # an int of any size compares with the limit exactly; math.isfinite would overflow on it
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int)
+                                                                            or math.isfinite(value)):
         return _seconds(value, path)
     if isinstance(value, str) and value:
         match = _DURATION.match(value)
