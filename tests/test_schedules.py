@@ -325,11 +325,11 @@ def test_paused_schedule_owes_nothing_for_the_pause(tmp_path):
     assert [slot for slot, _ in wt.fired()] == ["2026-04-01T07:00:00Z", "2026-04-06T07:00:00Z"]
 
 
-def test_a_slot_recorded_by_a_clock_set_ahead_does_not_silence_the_schedule(tmp_path):
+def test_a_slot_recorded_by_a_clock_set_ahead_does_not_silence_the_schedule(tmp_path, db):
     """Issue 13.6: `worker --once --now 2036-…` records a slot in 2036; a worker on the real (here:
     earlier) clock warns and goes on from its clock instead of firing nothing for ten years."""
     (tmp_path / "daily.rules").write_text(DAILY)
-    wt = Worker(tmp_path)
+    wt = Worker(tmp_path, db)
     wt("2026-04-01T06:00:00Z", "publish", "daily.rules", "--enable")
     wt("2036-01-01T08:00:00Z", "worker", "--once")  # fires 2036-01-01 07:00Z, recorded as the last slot
     assert [slot for slot, _ in wt.fired()] == ["2036-01-01T08:00:00Z"]  # 09:00 CET

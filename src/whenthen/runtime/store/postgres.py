@@ -186,6 +186,7 @@ class PostgresStore:
         self.path = url
         self._url = url
         self.read_only = read_only
+        self.shared = True  # other processes and machines write to it (a long dispatch pauses for them)
         self.upgraded_from: int | None = None  # the version this open upgraded from (0: created)
         self._lock = threading.RLock()
         self._depth = 0
@@ -1176,6 +1177,13 @@ class PostgresStore:
         with self.transaction():
             self._x("INSERT INTO schedules (rule, last_slot) VALUES (%s, %s) ON CONFLICT (rule) "
                     "DO UPDATE SET last_slot = greatest(schedules.last_slot, excluded.last_slot)", (rule, at))
+
+    def rewind_schedule(self, rule: str, at: float) -> bool:
+        """Move `rule`'s last slot back to `at` when it is after it (recorded by a clock set
+        ahead, `--now`); True when it moved."""
+        with self.transaction():
+            cur = self._x("UPDATE schedules SET last_slot = %s WHERE rule = %s AND last_slot > %s", (at, rule, at))
+            return cur.rowcount == 1
 
     def claim_schedule_slot(self, rule: str, slot: float, trigger: str, data: str, at: str, owner: str,
                             lease_expires: float) -> int | None:
