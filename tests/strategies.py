@@ -6,7 +6,7 @@ Reusable by other test modules:
     statements()   one statement (blocks nest a little)
     rules, trigger_decls, action_decls, items, types, schedules   (strategies, not functions)
     names, soft_names (keywords too), trigger_names, texts, literals()
-    files()        an ast.File (optionally starting with a timezone)
+    files()        an ast.File (optionally starting with a timezone and a locale)
     programs()     a File and its canonical source text: `(text, file)`
 
 Generated trees are syntactic only: names, fields and types are not meant to type-check.
@@ -227,7 +227,9 @@ items = st.one_of(trigger_decls, action_decls, rules)
 def files(draw: st.DrawFn, name: str = "gen.rules") -> ast.File:
     body = draw(st.lists(items, max_size=4))
     timezone = draw(st.one_of(st.none(), st.sampled_from(("UTC", "Europe/Paris", "America/New_York"))))
+    locale = draw(st.one_of(st.none(), st.sampled_from(("fr_FR", "nl", "ru_RU"))))
     head = [ast.TimezoneDecl(timezone)] if timezone else []
+    head += [ast.LocaleDecl(locale)] if locale else []
     return ast.File(name, tuple(head + body))
 
 

@@ -96,3 +96,16 @@ def test_uses_with_path_lists_every_kind_of_use() -> None:
     assert found == [("await", "Win back"), ("exit", "Trial reminders")]
     started = json.loads(run_cli("uses", "trial.started", "--path", str(DATA / "chain"), "--format", "json").stdout)
     assert [(u["how"], u["rule"]) for u in started] == [("start", "Trial reminders"), ("emit", "Start trial")]
+
+
+def test_a_loop_is_one_node_with_its_body_coming_back_to_it() -> None:
+    (name, rule), = program_rules([str(DATA / "loop.rules")])
+    graph = rule_flow(rule, name)
+    golden("loop.mmd", to_mermaid(graph))
+    by_label = {n.label: n.id for n in graph.nodes}
+    repeat, for_each = by_label["repeat 3 times"], by_label["for item in items"]
+    edges = {(e.source, e.target, e.label) for e in graph.edges}
+    assert (repeat, by_label["wait 1d"], "each") in edges and (repeat, for_each, "done") in edges
+    assert (by_label["notify(to: email, text: item)"], for_each, "next") in edges  # back for the next item
+    assert (by_label["if item = 'stop'"], by_label["end"], "yes: break") in edges  # break leaves the loop
+    assert sum(1 for n in graph.nodes if n.label.startswith(("repeat", "for"))) == 2  # not unrolled
