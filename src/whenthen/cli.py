@@ -24,16 +24,60 @@ STDIN_NAME = "<stdin>"  # how rules read from stdin (`check -`, `fmt -`) are nam
 class Context:
     """What the group's global options give every command."""
 
-    def __init__(self, db: str, now: str | None, config: str | None = None):
+    def __init__(self, db: str, now: str | None, config: str | None = None, actions: str | None = None):
         self.db = db
         self.now = now
         self.config = config
+        self.actions = actions  # `--actions` given before the command (a command's own wins)
 
 
 def fail(message: str, status: int = EXIT_USAGE_ERROR) -> None:
     """Print `error: message` on stderr and exit with `status` (no traceback)."""
     click.echo(f"error: {message}", err=True)
     sys.exit(status)
+
+
+_COLOURS = {"active": "green", "completed": "green", "paused": "yellow", "waiting": "cyan",
+            "running": "blue", "failed": "red", "exited": "magenta", "archived": "bright_black",
+            "unloadable": "red", "error": "red", "warning": "yellow"}
+
+
+def _colour(err: bool = False) -> bool:
+    """Colour only on a terminal, and never when $NO_COLOR is set to anything (no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    stream = sys.stderr if err else sys.stdout
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def _paint(text: str, word: str, err: bool = False) -> str:
+    """`text` in the colour of a status word (`failed`, `active`, `error`, …) on a terminal."""
+    colour = _COLOURS.get(word)
+    return click.style(text, fg=colour, bold=word in ("error", "failed")) if colour and _colour(err) else text
+
+
+def _paint_diagnostic(rendered: str) -> str:
+    import re
+
+    if not _colour(err=True):
+        return rendered
+    lines = rendered.split("\n")
+    lines[0] = re.sub(r"\b(error|warning)(\[[EW]\d+\])",
+                      lambda m: _paint(m.group(0), m.group(1), err=True), lines[0], count=1)
+    for i in range(1, len(lines)):
+        if lines[i].strip() and set(lines[i].strip()) <= {"^", "~"}:
+            lines[i] = click.style(lines[i], fg="red" if "error[" in rendered.split("\n")[0] else "yellow")
+    return "\n".join(lines)
+
+
+def _when(text: object) -> str:
+    """A stored time for a table: to the second, one format (`2026-11-23T09:00:00Z`), never
+    ragged microseconds."""
+    import re
+
+    if not isinstance(text, str):
+        return "" if text is None else str(text)
+    return re.sub(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d+", r"\1", text)
 
 
 def print_diagnostics(diagnostics: list[Diagnostic], fmt: str = "text", texts: dict[str, str | None] | None = None
@@ -50,7 +94,7 @@ def print_diagnostics(diagnostics: list[Diagnostic], fmt: str = "text", texts: d
                 texts[d.file] = Path(d.file).read_bytes().decode("utf-8", "replace")
             except OSError:
                 texts[d.file] = None
-        click.echo(d.render(texts[d.file]), err=True)
+        click.echo(_paint_diagnostic(d.render(texts[d.file])), err=True)
     errors = sum(d.is_error for d in diagnostics)
     warnings = len(diagnostics) - errors
     if diagnostics:
@@ -83,11 +127,13 @@ class _Main(click.Group):
               help="Fix the clock for this command (ISO 8601 datetime, or $WHENTHEN_NOW).")
 @click.option("--config", envvar="WHENTHEN_CONFIG", default=None, metavar="FILE.toml",
               help="Transport settings (SMTP, webhook secret, templates); default: whenthen.toml beside --db.")
+@click.option("--actions", "actions", default=None, metavar="MODULE_OR_FILE.py",
+              help="Host actions for the commands that run rules (also accepted after the command).")
 @click.version_option(package_name="whenthen")
 @click.pass_context
-def main(ctx: click.Context, db: str, now: str | None, config: str | None) -> None:
+def main(ctx: click.Context, db: str, now: str | None, config: str | None, actions: str | None) -> None:
     """whenthen: rules for event automation."""
-    ctx.obj = Context(db=db, now=now, config=config)
+    ctx.obj = Context(db=db, now=now, config=config, actions=actions)
 
 
 # ----------------------------------------------------------------------------- check / disasm
@@ -147,6 +193,7 @@ def repl(obj: Context, paths: tuple[str, ...], actions: str | None) -> None:
     from whenthen.repl.app import run_repl
     from whenthen.runtime.engine import load_actions_module, load_host_triggers
 
+    actions = actions or obj.actions
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         fail(f"no such file or folder: {', '.join(missing)}")
@@ -181,6 +228,7 @@ def _engine(obj: Context, actions: str | None = None, *, runs_rules: bool = Fals
     from whenthen.runtime.store import StoreUnavailable
     from whenthen.stdlib.config import StdlibConfig
 
+    actions = actions or obj.actions
     try:
         clock = FixedClock(parse_datetime(obj.now)) if obj.now else RealClock()
     except ValueError as exc:
@@ -215,6 +263,13 @@ def _engine(obj: Context, actions: str | None = None, *, runs_rules: bool = Fals
     return engine
 
 
+def _shown_db(db: str) -> str:
+    """A database for a message: a URL without its password."""
+    import re
+
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", db)
+
+
 def _note_upgrade(db: str, store: object) -> None:
     """Tell the user when opening the database upgraded its schema (a writing command did)."""
     from whenthen.runtime.store.schema import SCHEMA_VERSION
@@ -238,9 +293,14 @@ def _print_json(value: object) -> None:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
+    """Columns padded to their widest cell; STATUS and STATE cells coloured on a terminal."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    for row in [header, *rows]:
-        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())
+    painted = {i for i, h in enumerate(header) if h in ("STATUS", "STATE")}
+    click.echo("  ".join(str(x).ljust(w) for x, w in zip(header, widths, strict=False)).rstrip())
+    for row in rows:
+        cells = [str(x).ljust(w) for x, w in zip(row, widths, strict=False)]
+        cells = [_paint(c, str(row[i])) if i in painted else c for i, c in enumerate(cells)]
+        click.echo("  ".join(cells).rstrip())
 
 
 _actions_option = click.option("--actions", "actions", default=None, metavar="MODULE_OR_FILE.py",
@@ -292,28 +352,34 @@ def rules(obj: Context, fmt: str) -> None:
                        err=True)
 
 
-@main.command()
-@click.argument("rule")
-@click.pass_obj
-def enable(obj: Context, rule: str) -> None:
-    """Make a rule active: events of its trigger start runs."""
+def _set_states(obj: Context, rules: tuple[str, ...], state: str) -> None:
+    """`enable`/`pause` RULE…: every name is looked up first, so a misspelt one changes nothing."""
+    engine = _engine(obj)
     try:
-        _engine(obj).enable(rule)
+        for rule in rules:
+            engine._rule_or_fail(rule)
+        for rule in rules:
+            (engine.enable if state == "active" else engine.pause)(rule)
     except WhenthenError as exc:
         fail(str(exc), EXIT_INPUT_ERROR)
-    click.echo(f"{rule}: active")
+    for rule in rules:
+        click.echo(f"{rule}: {_paint(state, state)}")
 
 
 @main.command()
-@click.argument("rule")
+@click.argument("rules", nargs=-1, required=True, metavar="RULE...")
 @click.pass_obj
-def pause(obj: Context, rule: str) -> None:
-    """Pause a rule: no new runs (runs in flight continue)."""
-    try:
-        _engine(obj).pause(rule)
-    except WhenthenError as exc:
-        fail(str(exc), EXIT_INPUT_ERROR)
-    click.echo(f"{rule}: paused")
+def enable(obj: Context, rules: tuple[str, ...]) -> None:
+    """Make rules active: events of their triggers start runs."""
+    _set_states(obj, rules, "active")
+
+
+@main.command()
+@click.argument("rules", nargs=-1, required=True, metavar="RULE...")
+@click.pass_obj
+def pause(obj: Context, rules: tuple[str, ...]) -> None:
+    """Pause rules: no new runs (runs in flight continue)."""
+    _set_states(obj, rules, "paused")
 
 
 @main.command()
@@ -329,7 +395,7 @@ def versions(obj: Context, rule: str, fmt: str) -> None:
     if fmt == "json":
         _print_json(found)
         return
-    _table([[v["version"], v["created_at"], v["author"] or "", "*" if v["current"] else "", v["hash"][:12]]
+    _table([[v["version"], _when(v["created_at"]), v["author"] or "", "*" if v["current"] else "", v["hash"][:12]]
             for v in found], ["VERSION", "CREATED", "AUTHOR", "CURRENT", "HASH"])
 
 
@@ -373,8 +439,9 @@ def uses(obj: Context, trigger: str, fmt: str, paths: tuple[str, ...]) -> None:
 @click.argument("trigger")
 @click.argument("payload", required=False, default=None, metavar="[JSON | @file | -]")
 @_actions_option
+@_format_option
 @click.pass_obj
-def emit(obj: Context, trigger: str, payload: str | None, actions: str | None) -> None:
+def emit(obj: Context, trigger: str, payload: str | None, actions: str | None, fmt: str) -> None:
     """Validate and record one event, dispatch it, run until runs wait."""
     from whenthen.diagnostics import EventError
     from whenthen.runtime.events import parse_payload
@@ -398,12 +465,28 @@ def emit(obj: Context, trigger: str, payload: str | None, actions: str | None) -
         except EventError as exc:
             engine.reject(trigger, shown_line(raw), str(exc))
             raise
+        newest = engine.runs_page(limit=1)
+        before = newest[0]["id"] if newest else 0
         event_id = engine.emit(trigger, data)
+        started = [r for r in engine.runs_page(limit=1000) if r["id"] > before]
     except EventError as exc:
         fail(str(exc), EXIT_INPUT_ERROR)
     except WhenthenError as exc:
         fail(str(exc))
-    click.echo(f"event {event_id} accepted", err=True)
+    started.reverse()
+    if fmt == "json":
+        _print_json({"event": event_id, "runs": [r["id"] for r in started]})
+    else:
+        click.echo(f"event {event_id}")
+        for r in started:
+            click.echo(f"  run {r['id']} · {r['rule']} v{r['version']} · {_paint(r['status'], r['status'])}")
+        if not started:
+            click.echo("  no run started")
+    rules_on = [r for r in engine.rules() if r["trigger"] == trigger]
+    if rules_on and all(r["state"] == "paused" for r in rules_on):
+        names = ", ".join(r["name"] for r in rules_on)
+        click.echo(f"warning: every rule on {trigger} is paused ({names}); `whenthen enable RULE` makes one active",
+                   err=True)
 
 
 def _utf8(raw: str | bytes, trigger: str) -> str:
@@ -474,6 +557,10 @@ def worker(obj: Context, once: bool, idle: float, lease: float, actions: str | N
 
     engine = _engine(obj, actions, runs_rules=True, wait_for_db=not once)
     engine.lease_seconds = lease
+    if not once:
+        active = sum(r["state"] == "active" for r in engine.rules())
+        click.echo(f"worker: started on {_shown_db(obj.db)} with {active} active rule(s), pid {os.getpid()}; "
+                   "Ctrl-C stops it", err=True)
     stopping: list[int] = []
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -509,6 +596,7 @@ def serve(obj: Context, host: str, port: int, workers: int, log_level: str, acti
     from whenthen.service.server import is_loopback_host, run
     from whenthen.stdlib.config import StdlibConfig
 
+    actions = actions or obj.actions
     engine = _engine(obj, actions, runs_rules=workers > 0)  # the same checks as `worker`, before listening
     engine.close()
     try:
@@ -531,20 +619,33 @@ def serve(obj: Context, host: str, port: int, workers: int, log_level: str, acti
 @click.option("--rule", default=None)
 @click.option("--status", default=None,
               type=click.Choice(["running", "waiting", "completed", "failed", "exited"]))
+@click.option("--limit", type=click.IntRange(0), default=50, show_default=True,
+              help="At most this many runs, the newest (0: all of them).")
 @_format_option
 @click.pass_obj
-def runs(obj: Context, rule: str | None, status: str | None, fmt: str) -> None:
-    """Run history."""
+def runs(obj: Context, rule: str | None, status: str | None, limit: int, fmt: str) -> None:
+    """Run history, oldest first: the newest --limit runs."""
+    engine = _engine(obj, read_only=True)
     try:
-        found = _engine(obj, read_only=True).runs(rule=rule, status=status)
+        if limit:
+            if rule is not None:
+                engine._rule_or_fail(rule)  # a misspelt name is an error, not an empty page
+            found = list(reversed(engine.runs_page(rule=rule, status=status, limit=limit + 1)))
+        else:
+            found = engine.runs(rule=rule, status=status)
     except WhenthenError as exc:
         fail(str(exc), EXIT_INPUT_ERROR)
+    more = bool(limit) and len(found) > limit
+    if more:
+        found = found[1:]
     if fmt == "json":
         _print_json(found)
         return
-    _table([[r["id"], r["rule"], r["version"], r["status"], r["started_at"], r["updated_at"],
-             r.get("waiting_until") or r.get("error") or ""] for r in found],
+    _table([[r["id"], r["rule"], r["version"], r["status"], _when(r["started_at"]), _when(r["updated_at"]),
+             _when(r.get("waiting_until")) or r.get("error") or ""] for r in found],
            ["ID", "RULE", "VERSION", "STATUS", "STARTED", "UPDATED", "NEXT / ERROR"])
+    if more:
+        click.echo(f"(the newest {limit} runs; older ones with --limit 0, or narrow with --rule/--status)", err=True)
 
 
 @main.command()
@@ -565,7 +666,7 @@ def outbox(obj: Context, fmt: str) -> None:
         text = ", ".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in shown.items())
         return text if len(text) <= 80 else text[:77] + "..."
 
-    _table([[o["id"], o["run_id"] or "", o["action"], o["created_at"], summary(o["args"])] for o in found],
+    _table([[o["id"], o["run_id"] or "", o["action"], _when(o["created_at"]), summary(o["args"])] for o in found],
            ["ID", "RUN", "ACTION", "CREATED", "ARGS"])
 
 
@@ -584,18 +685,36 @@ def run_cmd(obj: Context, run_id: int, fmt: str) -> None:
         return
     from whenthen.views import describe_step
 
-    click.echo(f"run {found['id']} · {found['rule']} v{found['version']} · {found['status']}")
+    click.echo(f"run {found['id']} · {found['rule']} v{found['version']} · {_paint(found['status'], found['status'])}")
     if found.get("event"):
         click.echo(f"  started by {found['event']['trigger']} {_text(found['event']['data'])}")
     for step in found["steps"]:
         if step["kind"] == "action":
             args = ", ".join(f"{k}: {_text(v)}" for k, v in step["args"].items())
             outcome = f"error: {step['error']}" if step.get("error") else f"→ {_text(step['result'])}"
-            click.echo(f"  {step['at']}  {step['action']}({args})  {outcome}")
+            attempt = f" (attempt {step['attempt']})" if step.get("error") and step.get("attempt") else ""
+            click.echo(f"  {_when(step['at'])}  {step['action']}({args})  {outcome}{attempt}")
         else:
-            click.echo(f"  {step['at']}  {describe_step(step)}")
+            shown = {**step, "until": _when(step["until"])} if step.get("until") else step
+            click.echo(f"  {_when(step['at'])}  {describe_step(shown)}")
+    retry = _retry_note(found, obj)
+    if retry:
+        click.echo(f"  {retry}")
     if found.get("error"):
         click.echo(f"  error: {found['error']}")
+
+
+def _retry_note(run: dict, obj: Context) -> str | None:
+    """A waiting run whose last step is a failed action waits for a retry: `retry 2/3 at …`."""
+    if run["status"] != "waiting" or not run["steps"]:
+        return None
+    last = run["steps"][-1]
+    if last["kind"] != "action" or not last.get("error") or not last.get("attempt"):
+        return None
+    from whenthen.runtime.engine import RetryPolicy
+
+    at = f" at {_when(run['waiting_until'])}" if run.get("waiting_until") else ""
+    return f"waiting for retry {last['attempt'] + 1}/{RetryPolicy().attempts}{at}"
 
 
 @main.command()
@@ -604,11 +723,15 @@ def run_cmd(obj: Context, run_id: int, fmt: str) -> None:
 @click.option("--until", default=None, help="Play the clock up to this datetime.")
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text")
 @_actions_option
-def simulate(paths: tuple[str, ...], events_file: str, until: str | None, fmt: str, actions: str | None) -> None:
+@click.pass_obj
+def simulate(obj: Context, paths: tuple[str, ...], events_file: str, until: str | None, fmt: str,
+             actions: str | None) -> None:
     """Dry run on a simulated clock: actions are recorded, not executed."""
     from whenthen.calendar import parse_datetime
     from whenthen.runtime.engine import load_actions_module, load_host_triggers
     from whenthen.runtime.simulate import jsonl_line, render_text, simulate, summary_record
+
+    actions = actions or obj.actions
 
     if not Path(events_file).exists():
         fail(f"no such events file: {events_file}")
