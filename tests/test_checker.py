@@ -345,7 +345,8 @@ def test_bare_start_field_in_a_clause_is_E102_with_the_alias_hint() -> None:
               "trigger message.received { client_id: str, text: str }\n")
     body = rule("wait for message.received where client_id = client_id and thread = 'x'", trigger="message.sent")
     program = check(body, schema)
-    [diag] = program.diagnostics
+    same, diag = program.diagnostics  # `client_id = client_id` there is W202 (SPEC 3.1)
+    assert same.code == "W202" and "client_id = message.client_id" in same.message
     assert diag.code == "E102" and "write it as message.thread" in diag.message
 
 
@@ -494,7 +495,7 @@ def test_check_expr_locals_unknowns_and_actions() -> None:
     assert [d.code for d in _expr("category = 'VPI'").diagnostics] == ["E107"]
     assert [d.code for d in _expr("frist_name").diagnostics] == ["E102"]
     assert [d.code for d in _expr("set_status(guest_id: 'a', status: 'b')").diagnostics] == ["E109"]
-    assert [d.code for d in _expr("1 = 1", trigger="no.such").diagnostics] == ["E101"]
+    assert [d.code for d in _expr("1 = 2", trigger="no.such").diagnostics] == ["E101"]
     assert _expr("lower('A')", trigger=None, schema=Schema()).type == T.STR
 
 
@@ -673,3 +674,48 @@ def test_the_spec_examples_check_clean() -> None:
     program = check_program([Source("schema.rules", schema), Source("vip.rules", vip)])
     assert program.diagnostics == []
     assert [r.name for r in program.rules] == ["VIP welcome", "vip:16"]
+
+
+def test_W202_comparison_with_itself_anywhere_with_the_alias_hint_in_wait_for() -> None:
+    # SPEC 3.1 W202: `thread = thread` in a `wait for` is always true; the hint names `message.thread`
+    schema = ("trigger message.sent { thread: str, n: int }\n"
+              "trigger message.got { thread: str }\n")
+    body = rule("let r = wait for message.got where thread = thread within 1d\n"
+                "if n + 1 >= n + 1 then stop end\nif n = n + 1 then stop end", trigger="message.sent")
+    program = check(body, schema)
+    assert [d.code for d in program.diagnostics] == ["W202", "W202"]
+    first, second = program.diagnostics
+    assert first.severity == "warning" and "always true" in first.message
+    assert "`thread = message.thread`" in first.message
+    assert "message." not in second.message and program.ok
+    where = check(rule("stop", where="id != id"))
+    assert [(d.code, "always false" in d.message) for d in where.diagnostics] == [("W202", True)]
+
+
+def test_W203_wall_clock_without_timezone_while_another_file_declares_one() -> None:
+    # SPEC 3.1 W203: at the first use, for each file without `timezone`; not `every DURATION`
+    schema = Source("schema.rules", 'timezone "Europe/Paris"\n' + SCHEMA)
+    uses = {
+        "every day at 09:00": "when every day at 09:00 then stop\n",
+        "every monday": "when every monday at 09:00 then stop\n",
+        "cron": 'when cron "0 9 * * 1" then stop\n',
+        "at": "when at 2026-12-01T09:00 then stop\n",
+        "literal": "when guest.added then\nwait 1h\nwait until 2026-12-01T09:00\nend\n",
+        "today": "when guest.added where today() = date(registered_at) then stop\n",
+    }
+    for what, text in uses.items():
+        program = check_program([schema, Source("r.rules", text)])
+        assert [(d.file, d.code) for d in program.diagnostics] == [("r.rules", "W203")], what
+        assert 'timezone "Europe/Paris"' in program.diagnostics[0].message and program.ok
+    literal = check_program([schema, Source("r.rules", uses["literal"])]).diagnostics[0]
+    assert literal.line == 3
+    quiet = ["when every 1h then stop\n", "when at 2026-12-01T09:00Z then stop\n",
+             "when guest.added then wait until 2026-12-01T09:00:00+01:00\n"]
+    for text in quiet:
+        assert check_program([schema, Source("r.rules", text)]).diagnostics == [], text
+    # no file declares one, or this file declares its own: nothing
+    assert check_program([Source("s.rules", SCHEMA), Source("r.rules", uses["cron"])]).diagnostics == []
+    own = Source("r.rules", 'timezone "UTC"\n' + uses["cron"])
+    assert check_program([schema, own]).diagnostics == []
+    two = check_program([schema, Source("r.rules", uses["cron"] + uses["at"])])
+    assert len(two.diagnostics) == 1

@@ -112,6 +112,10 @@ def check_files(files: list[ast.File], sources: list[Source], schema: Schema | N
         timezones = ["UTC"] * len(files)
         locales = [DEFAULT_LOCALE] * len(files)
         checker.internal(exc, NO_SPAN)
+    try:
+        checker.wall_clock(files)
+    except Exception as exc:
+        checker.internal(exc, NO_SPAN)
     rules: list[RuleInfo] = []
     for file, tz, locale in zip(files, timezones, locales, strict=True):
         source = by_name.get(file.name)
@@ -341,6 +345,22 @@ class _Checker:
                 locale = item.name
             seen = True
         return locale
+
+    def wall_clock(self, files: Sequence[ast.File]) -> None:
+        """W203: a file without `timezone` that uses wall-clock time while another file of the
+        program declares one, at its first such use."""
+        declaring = next((f for f in files if f.timezone is not None), None)
+        if declaring is None:
+            return
+        for file in files:
+            if file.timezone is not None:
+                continue
+            uses = [(node.span.start, node) for node in ast.walk(file.items)
+                    if node.span != NO_SPAN and _wall_clock_use(node) is not None]
+            if uses:
+                _, node = min(uses, key=lambda u: u[0])
+                self.diags.append(warning(node.span, "W203", msg.wall_clock_without_timezone(
+                    _wall_clock_use(node) or "", declaring.timezone or "", declaring.name)))
 
     def declarations(self, file: ast.File) -> None:
         for item in file.items:
@@ -952,6 +972,8 @@ class _Checker:
                 if got.kind != "bool" and not _loose(got):
                     self.err(side.span, "E103", msg.operand_types(op, left, right))
             return BOOL
+        if op in ast.COMPARISON_OPS and expr.left == expr.right:
+            self.self_comparison(expr, scope)
         if op in ("=", "!="):
             if not (self.enum_literal(left, expr.right) or self.enum_literal(right, expr.left)
                     or comparable(left, right)):
@@ -977,6 +999,19 @@ class _Checker:
         elif op == "matches":
             self._matches(expr, left)
         return BOOL
+
+    def self_comparison(self, expr: ast.Binary, scope: _Scope) -> None:
+        """W202: `X op X`. In a `wait for`, a bare name there is the awaited event's field: when
+        the start event has that field too, the hint names its alias form (`message.thread`)."""
+        from whenthen.grammar.printer import print_expr  # the printer imports nothing from here
+
+        alias_form = None
+        side = expr.left
+        if (isinstance(side, ast.Name) and scope.clause is not None and scope.alias
+                and scope.clause.type.field(side.name) is not None
+                and scope.start_field(side.name) is not None):
+            alias_form = f"{side.name} {expr.op} {scope.alias}.{side.name}"
+        self.diags.append(warning(expr.span, "W202", msg.self_comparison(expr.op, print_expr(side), alias_form)))
 
     def _contains(self, expr: ast.Binary, left: Type, right: Type) -> None:
         if left.kind == "list":
@@ -1046,6 +1081,24 @@ def _arithmetic(op: str, left: Type, right: Type) -> Type | None:
     elif op == "*" and {a, b} in ({"int", "duration"}, {"float", "duration"}):
         result = DURATION
     return result.as_optional(optional) if result is not None else None
+
+
+def _wall_clock_use(node: ast.Node) -> str | None:
+    """What makes `node` a use of wall-clock time (W203), or None."""
+    if isinstance(node, ast.EveryAt):
+        return f"`every {node.day} at {node.time:%H:%M}`"
+    if isinstance(node, ast.Cron):
+        return f"`cron \"{node.expr}\"`"
+    if isinstance(node, ast.At) and node.when.tzinfo is None:
+        return "`at` with a datetime without offset"
+    if isinstance(node, ast.DateTimeLit) and node.value.tzinfo is None:
+        return "a datetime literal without offset"
+    if isinstance(node, ast.Call) and node.func in ("today", "date"):
+        return f"`{node.func}()`"
+    during = getattr(ast, "During", None)
+    if during is not None and isinstance(node, during):
+        return "`during`"
+    return None
 
 
 def _written_path(expr: object) -> str | None:

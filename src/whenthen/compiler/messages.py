@@ -321,6 +321,22 @@ def unreachable() -> str:
     return "unreachable statement: it follows `stop` in the same block"
 
 
+# -- W202 comparison with itself
+def self_comparison(op: str, text: str, alias_form: str | None) -> str:
+    always = "always true" if op in ("=", "<=", ">=") else "always false"
+    base = f"`{text} {op} {text}` compares an expression with itself: it is {always}"
+    if alias_form is not None:
+        return (base + "; in a `wait for` a bare name is the awaited event's field; did you mean"
+                f" `{alias_form}` (the start event's field through its alias)?")
+    return base
+
+
+# -- W203 wall-clock time without a timezone
+def wall_clock_without_timezone(what: str, zone: str, declared_in: str) -> str:
+    return (f"{what} is a wall-clock time, read in UTC because this file has no `timezone`, while"
+            f" {declared_in} declares `timezone \"{zone}\"`; add `timezone \"{zone}\"` at the top of this file")
+
+
 def too_deep() -> str:
     return "expressions or blocks nested too deeply"
 
