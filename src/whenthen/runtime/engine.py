@@ -32,6 +32,7 @@ from whenthen.diagnostics import EventError, WhenthenError
 from whenthen.runtime import vm
 from whenthen.runtime.clock import Clock, RealClock
 from whenthen.runtime.events import coerce_value, lookup_trigger, type_from_data, type_to_data, validate_event
+from whenthen.runtime.scheduler import Scheduler
 from whenthen.runtime.store import LeaseLost, RunRow, StoreUnavailable, open_store
 from whenthen.stdlib.config import StdlibConfig
 from whenthen.stdlib.errors import PermanentActionError
@@ -253,6 +254,7 @@ class Engine:
         self._queue: deque[_Queued] = deque()
         self._budget = self._new_budget()
         self._held: set[int] = set()  # queued events this process leased ahead of their dispatch
+        self.scheduler = Scheduler(self)
 
     def close(self) -> None:
         self.store.close()
@@ -514,7 +516,7 @@ class Engine:
         code = loaded.code
         last = self.store.schedule_slots().get(rule)
         now = self.clock.now()
-        after = min(from_epoch(last), now) if last is not None else now  # a slot past the clock: see _schedule_slots
+        after = min(from_epoch(last), now) if last is not None else now  # a slot past the clock: see Scheduler.slots
         slot = calendar.next_fire(code.schedule, code.timezone, after) if state == "active" else None
         return {"schedule": calendar.describe(code.schedule, code.timezone),
                 "next_fire": format_datetime(slot) if slot is not None else None}
@@ -1129,61 +1131,18 @@ class Engine:
     # ------------------------------------------------------------------ schedules
 
     def next_schedule_slot(self) -> dt.datetime | None:
-        """The earliest slot not yet fired of any active schedule rule (simulate and the REPL step
-        the clock to it); None when no schedule will fire."""
-        last = self._schedule_slots()
-        found = []
-        for loaded in self._active.get(SCHEDULE_TRIGGER, ()):
-            slot = calendar.next_fire(loaded.code.schedule or {}, loaded.code.timezone, from_epoch(last[loaded.name]))
-            if slot is not None:
-                found.append(slot)
-        return min(found, default=None)
+        """The earliest slot not yet fired of any active schedule rule (runtime/scheduler.py)."""
+        return self.scheduler.next_slot()
 
     def fire_schedules(self, until: dt.datetime | None = None) -> int:
-        """Fire each active schedule rule's latest slot in (its last fired slot, `until`] (default:
-        now), once: a worker that was down catches up with one event per rule, never a burst
-        (docs/time.md). The event's `at` is the slot. Returns how many fired."""
-        now = self.clock.now()
-        until = until or now
-        last = self._schedule_slots()
-        fired = 0
-        for loaded in list(self._active.get(SCHEDULE_TRIGGER, ())):
-            code = loaded.code
-            slot = calendar.latest_fire(code.schedule or {}, code.timezone, from_epoch(last[loaded.name]), until)
-            if slot is None:
-                continue
-            data = {"at": slot}
-            event_id = self.store.claim_schedule_slot(loaded.name, epoch(slot), SCHEDULE_TRIGGER,
-                                                      _dumps(values.to_json(data)), format_datetime(now), self.owner,
-                                                      time.time() + self.lease_seconds)
-            if event_id is None:  # another worker fired it
-                continue
-            self._budget = self._new_budget()
-            self._process(_Queued(event_id, SCHEDULE_TRIGGER, data, 0))
-            self._drain()
-            fired += 1
-        return fired
+        """Fire each active schedule rule's latest due slot, once (runtime/scheduler.py)."""
+        return self.scheduler.fire(until)
 
-    def _schedule_slots(self) -> dict[str, float]:
-        """The last slot of each active schedule rule; one that has none yet (it became a schedule
-        rule while active) is owed nothing before now."""
-        self._refresh()
-        last = self.store.schedule_slots()
-        now = epoch(self.clock.now())
-        for loaded in self._active.get(SCHEDULE_TRIGGER, ()):
-            if loaded.name not in last:
-                self.store.arm_schedule(loaded.name, now)
-                last[loaded.name] = now
-            elif last[loaded.name] > now:
-                # A slot after the clock was recorded by a clock set ahead (`worker --now 2036-…`);
-                # kept, it would silence the schedule until then. Go on from the clock.
-                if self.store.rewind_schedule(loaded.name, now):
-                    _log.warning("schedule of rule '%s': its last fired slot %s is after the clock (%s), "
-                                 "recorded by a clock set ahead (--now?); going on from the clock",
-                                 loaded.name, format_datetime(from_epoch(last[loaded.name])),
-                                 format_datetime(from_epoch(now)))
-                last[loaded.name] = now
-        return last
+    def _dispatch_slot(self, event_id: int, data: dict[str, Any]) -> None:
+        """Start the runs of one claimed schedule slot's event (the scheduler's callback)."""
+        self._budget = self._new_budget()
+        self._process(_Queued(event_id, SCHEDULE_TRIGGER, data, 0))
+        self._drain()
 
 
 class _RunHost:
