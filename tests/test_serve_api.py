@@ -142,7 +142,15 @@ def test_rule_changes_pause_enable_revert(server):
         detail = http.get("/v1/rules/Form thanks").json()
         assert [v["version"] for v in detail["versions"]] == [1, 2] and detail["versions"][1]["current"]
         assert 'rule "Form thanks"' in detail["source"]
+        assert http.post("/v1/rules/Form thanks/archive").json()["state"] == "archived"
+        assert "Form thanks" not in [r["name"] for r in http.get("/v1/rules").json()["rules"]]
+        assert "Form thanks" in [r["name"] for r in http.get("/v1/rules", params={"all": 1}).json()["rules"]]
+        assert http.get("/v1/rules/Form thanks").json()["state"] == "archived"
+        assert json.loads(cli(server.db, "rules", "--format", "json").stdout) == http.get("/v1/rules").json()["rules"]
+        assert http.post("/v1/rules/Form thanks/enable").json()["state"] == "active"
         assert http.post("/v1/rules/Nope/pause").status_code == 404
+        assert http.post("/v1/rules/Nope/archive").status_code == 404
+        assert http.post("/v1/rules/Form thanks/delete").status_code == 404
         assert http.post("/v1/rules/Form thanks/revert/9").status_code == 404
         assert http.get("/v1/runs/999999").status_code == 404
         assert http.get("/v1/events/999999").status_code == 404

@@ -312,32 +312,40 @@ _format_option = click.option("--format", "fmt", type=click.Choice(["text", "jso
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--author", default=None, help="Recorded with each new version.")
 @click.option("--enable", is_flag=True, help="Make the published rules active.")
+@click.option("--prune", is_flag=True, help="Archive the stored rules these files no longer have (left out or renamed).")
 @_actions_option
 @click.pass_obj
-def publish(obj: Context, paths: tuple[str, ...], author: str | None, enable: bool, actions: str | None) -> None:
+def publish(obj: Context, paths: tuple[str, ...], author: str | None, enable: bool, prune: bool,
+            actions: str | None) -> None:
     """Store a new version of each rule whose compiled form changed."""
     from whenthen.api import compile as compile_api
 
     engine = _engine(obj, actions)
     try:
         program = compile_api(list(paths), engine.schema)
-        report = engine.publish(program, author=author, enable=enable)
+        report = engine.publish(program, author=author, enable=enable, prune=prune)
     except CompileError as exc:
         print_diagnostics(exc.diagnostics)
         sys.exit(EXIT_INPUT_ERROR)
     except WhenthenError as exc:
         fail(str(exc))
     for item in report:
+        if item.state == "archived" and not item.new_version and item.rule not in program.rules:
+            click.echo(f"{item.rule}: {_paint('archived', 'archived')} (not in the published files)")
+            continue
         what = f"new version {item.version}" if item.new_version else f"unchanged (version {item.version})"
         click.echo(f"{item.rule}: {what}, {item.state}")
 
 
 @main.command()
+@click.option("--all", "show_all", is_flag=True, help="Archived rules too.")
 @_format_option
 @click.pass_obj
-def rules(obj: Context, fmt: str) -> None:
-    """List rules: version, state, trigger and run counts."""
+def rules(obj: Context, show_all: bool, fmt: str) -> None:
+    """List rules: version, state, trigger and run counts (archived ones with --all)."""
     found = _engine(obj, read_only=True).rules()
+    hidden = 0 if show_all else sum(r["state"] == "archived" for r in found)
+    found = [r for r in found if show_all or r["state"] != "archived"]
     if fmt == "json":
         _print_json(found)
         return
@@ -345,6 +353,8 @@ def rules(obj: Context, fmt: str) -> None:
              r.get("schedule") or r["trigger"], r["runs"], r["waiting"], r["completed"],
              r["failed"], r["exited"], r["filtered"]] for r in found],
            ["RULE", "VERSION", "STATE", "TRIGGER", "RUNS", "WAITING", "COMPLETED", "FAILED", "EXITED", "FILTERED"])
+    if hidden:
+        click.echo(f"({hidden} archived rule{'' if hidden == 1 else 's'} not shown; --all shows them)", err=True)
     for r in found:  # SPEC 3.2: an unloadable version is never hidden
         if r.get("unloadable") or r.get("unstarted"):
             missed = f"; {r.get('unstarted', 0)} event(s) it could not start" if r.get("unstarted") else ""
@@ -353,13 +363,14 @@ def rules(obj: Context, fmt: str) -> None:
 
 
 def _set_states(obj: Context, rules: tuple[str, ...], state: str) -> None:
-    """`enable`/`pause` RULE…: every name is looked up first, so a misspelt one changes nothing."""
+    """`enable`/`pause`/`archive` RULE…: every name is looked up first, so a misspelt one changes nothing."""
     engine = _engine(obj)
+    change = {"active": engine.enable, "paused": engine.pause, "archived": engine.archive}[state]
     try:
         for rule in rules:
             engine._rule_or_fail(rule)
         for rule in rules:
-            (engine.enable if state == "active" else engine.pause)(rule)
+            change(rule)
     except WhenthenError as exc:
         fail(str(exc), EXIT_INPUT_ERROR)
     for rule in rules:
@@ -380,6 +391,14 @@ def enable(obj: Context, rules: tuple[str, ...]) -> None:
 def pause(obj: Context, rules: tuple[str, ...]) -> None:
     """Pause rules: no new runs (runs in flight continue)."""
     _set_states(obj, rules, "paused")
+
+
+@main.command()
+@click.argument("rules", nargs=-1, required=True, metavar="RULE...")
+@click.pass_obj
+def archive(obj: Context, rules: tuple[str, ...]) -> None:
+    """Retire rules: no new runs (runs in flight finish); hidden from `rules` unless --all; `enable` brings one back."""
+    _set_states(obj, rules, "archived")
 
 
 @main.command()

@@ -393,10 +393,12 @@ class Engine:
 
     # ------------------------------------------------------------------ versions
 
-    def publish(self, program: Program | SourceOrPaths, author: str | None = None, enable: bool = False
-                ) -> list[Published]:
+    def publish(self, program: Program | SourceOrPaths, author: str | None = None, enable: bool = False,
+                prune: bool = False) -> list[Published]:
         """Store a new version of each rule whose compiled form changed. New rules start paused
         unless `enable`; an existing rule keeps its state (or becomes active with `enable`).
+        With `prune`, the stored rules the program no longer has (left out, or renamed) are
+        archived in the same transaction (SPEC 3: `publish … --prune`).
         A compiled Program carries everything stored (bytecode and its trigger uses); source is
         compiled against this database's declarations first."""
         from whenthen.api import Program, compile
@@ -404,7 +406,13 @@ class Engine:
         if not isinstance(program, Program):
             program = compile(program, self.schema)
         with self.store.batch():  # one transaction: the whole program or nothing, even if the process dies
-            return self._publish_compiled(program, author, enable)
+            report = self._publish_compiled(program, author, enable)
+            if prune:
+                for row in self.store.rules():
+                    if row["name"] not in program.rules and row["state"] != "archived":
+                        self.store.set_state(row["name"], "archived")
+                        report.append(Published(row["name"], row["version"], False, "archived"))
+            return report
 
     def _publish_compiled(self, program: Any, author: str | None, enable: bool) -> list[Published]:
         at = format_datetime(self.clock.now())
@@ -459,6 +467,12 @@ class Engine:
     def pause(self, rule: str) -> None:
         self._rule_or_fail(rule)
         self.store.set_state(rule, "paused")
+
+    def archive(self, rule: str) -> None:
+        """Retire a rule (SPEC 3): no new runs, in-flight runs finish, hidden from listings unless
+        asked for; its versions stay, and `enable` brings it back."""
+        self._rule_or_fail(rule)
+        self.store.set_state(rule, "archived")
 
     def revert(self, rule: str, version: int, author: str | None = None) -> int:
         """Append a new version equal to `version` and make it current; returns its number."""

@@ -63,7 +63,10 @@ def keyset(items: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]
 
 
 async def list_rules(request: Request) -> Response:
-    return json_response({"rules": await _call(request, "read", lambda e: e.rules())})
+    """The rules, as `whenthen rules --format json` lists them: archived ones only with `?all=1`."""
+    show_all = request.query_params.get("all", "").lower() in ("1", "true", "yes")
+    found = await _call(request, "read", lambda e: e.rules())
+    return json_response({"rules": [r for r in found if show_all or r["state"] != "archived"]})
 
 
 async def get_rule(request: Request) -> Response:
@@ -73,7 +76,7 @@ async def get_rule(request: Request) -> Response:
 
 async def rule_state(request: Request) -> Response:
     name, change = request.path_params["name"], request.path_params["change"]
-    if change not in ("enable", "pause"):
+    if change not in ("enable", "pause", "archive"):
         raise HTTPException(404, f"no such change: {change}")
 
     def apply(engine: Any) -> dict[str, Any]:
@@ -113,6 +116,18 @@ async def list_events(request: Request) -> Response:
     events = await _call(request, "read", lambda e: e.events_page(status, before, limit + 1))
     page, cursor = keyset(events, limit)
     return json_response({"events": page, "next": cursor})
+
+
+async def explain(request: Request) -> Response:
+    """`GET /v1/explain/{rule}/{event}`: `Engine.explain(rule, event)`, the CLI's `explain --format json`."""
+    rule, event_id = request.path_params["rule"], request.path_params["event"]
+
+    def run(engine: Any) -> Any:
+        if not hasattr(engine, "explain"):
+            raise HTTPException(501, "explain is not available in this version of whenthen")
+        return engine.explain(rule, event_id)
+
+    return json_response(await _call(request, "read", run))
 
 
 async def get_event(request: Request) -> Response:

@@ -79,6 +79,7 @@ def routes() -> list[BaseRoute]:
         Route("/v1/rules/{name}/{change}", api.rule_state, methods=["POST"]),
         Route("/v1/runs", api.list_runs),
         Route("/v1/runs/{id:int}", api.get_run),
+        Route("/v1/explain/{rule}/{event:int}", api.explain),
         *console.routes(),
     ]
 

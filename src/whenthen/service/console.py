@@ -139,7 +139,6 @@ async def rule_page(request: Request) -> Response:
         source = engine.source(name, version)
         svg, text = flow(name, version, source)
         return {"rule": rule, "versions": rule["versions"], "source": source, "shown_version": version,
-                "can_archive": hasattr(engine, "archive"),
                 "flow_svg": Markup(svg) if svg else None, "flow_text": text}
 
     context = await _engine_call(request, load)
