@@ -2,7 +2,8 @@
 
 Run: python bench/lsp.py [--files 50] [--rules-per-file 100] [--edits 20] [--bursts 5]
 
-A real LSP client (JSON-RPC with Content-Length framing) spawns `python -m whenthen lsp` in a
+A real LSP client (tests/_lspclient.py: JSON-RPC with Content-Length framing) spawns
+`python -m whenthen lsp` (this checkout's src first on PYTHONPATH, not whatever copy is installed) in a
 generated folder (schema.rules with the triggers and actions, then FILES files of RULES rules),
 opens the schema and the first rules file, and measures, wall clock from the client's side:
 - the initial diagnostics of the opened file (the whole workspace is loaded and checked),
@@ -18,17 +19,15 @@ opens the schema and the first rules file, and measures, wall clock from the cli
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import queue
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _lspclient import SRC, Client, change, position  # noqa: E402  (the client tests/test_lsp.py uses)
 
 SCHEMA = """\
 trigger guest.added {
@@ -101,117 +100,6 @@ def generate(folder: Path, files: int, per_file: int) -> list[Path]:
     return paths
 
 
-class Client:
-    """A minimal LSP client over the server's stdin/stdout: requests by id, notifications queued."""
-
-    def __init__(self, cwd: Path, command: list[str]):
-        self.proc = subprocess.Popen(command, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL)
-        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.next_id = 0
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        stream = self.proc.stdout
-        assert stream is not None
-        while True:
-            length = None
-            while True:
-                header = stream.readline()
-                if not header:
-                    return
-                if header in (b"\r\n", b"\n"):
-                    break
-                name, _, value = header.decode().partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            assert length is not None
-            message = json.loads(stream.read(length))
-            message["_received"] = time.perf_counter()
-            self.messages.put(message)
-
-    def send(self, message: dict[str, Any]) -> float:
-        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
-        assert self.proc.stdin is not None
-        with self.lock:
-            self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            self.proc.stdin.flush()
-        return time.perf_counter()
-
-    def notify(self, method: str, params: dict[str, Any]) -> float:
-        return self.send({"method": method, "params": params})
-
-    def request_async(self, method: str, params: dict[str, Any]) -> int:
-        self.next_id += 1
-        self.send({"id": self.next_id, "method": method, "params": params})
-        return self.next_id
-
-    def request(self, method: str, params: dict[str, Any], timeout: float = 600) -> Any:
-        ident = self.request_async(method, params)
-        return self.wait_for(lambda m: m.get("id") == ident and "method" not in m, timeout).get("result")
-
-    def wait_for(self, match, timeout: float = 600) -> dict[str, Any]:
-        skipped = []
-        deadline = time.perf_counter() + timeout
-        try:
-            while True:
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    raise TimeoutError("no matching message")
-                try:
-                    message = self.messages.get(timeout=left)
-                except queue.Empty:
-                    raise TimeoutError("no matching message") from None
-                if match(message):
-                    return message
-                skipped.append(message)
-        finally:
-            for message in skipped:
-                self.messages.put(message)
-
-    def drain(self) -> None:
-        while True:
-            try:
-                self.messages.get_nowait()
-            except queue.Empty:
-                return
-
-    def diagnostics(self, uri: str, version: int | None = None, where=None, timeout: float = 600) -> dict[str, Any]:
-        def match(m: dict[str, Any]) -> bool:
-            if m.get("method") != "textDocument/publishDiagnostics" or m["params"]["uri"] != uri:
-                return False
-            if version is not None and m["params"].get("version") != version:
-                return False
-            return where is None or where(m["params"]["diagnostics"])
-        return self.wait_for(match, timeout)
-
-    def close(self) -> None:
-        try:
-            self.request("shutdown", {}, timeout=30)
-            self.notify("exit", {})
-            self.proc.wait(timeout=10)
-        except Exception:
-            pass
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-
-
-def position(text: str, offset: int) -> dict[str, int]:
-    line = text.count("\n", 0, offset)
-    return {"line": line, "character": offset - (text.rfind("\n", 0, offset) + 1)}
-
-
-def change(client: Client, uri: str, version: int, text: str, offset: int, removed: int, inserted: str) -> tuple[str, float]:
-    """Send one incremental change; return the new text and when it was sent."""
-    start, end = position(text, offset), position(text, offset + removed)
-    sent = client.notify("textDocument/didChange", {
-        "textDocument": {"uri": uri, "version": version},
-        "contentChanges": [{"range": {"start": start, "end": end}, "text": inserted}]})
-    return text[:offset] + inserted + text[offset + removed:], sent
-
-
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
@@ -238,7 +126,8 @@ def main() -> None:
         load = os.getloadavg()[0]
         print(f"workspace: {total} rules in {args.files} files + schema.rules; load average {load:.2f} "
               f"on {os.cpu_count()} cores")
-        client = Client(folder, [sys.executable, "-m", "whenthen", "lsp"])
+        print(f"server: python -m whenthen lsp, with {SRC} first on PYTHONPATH")
+        client = Client(folder)
         try:
             run(client, folder, paths[0], args)
         finally:
@@ -256,12 +145,12 @@ def run(client: Client, folder: Path, target: Path, args: argparse.Namespace) ->
     schema_text, text = schema_path.read_text(encoding="utf-8"), target.read_text(encoding="utf-8")
     started = client.notify("textDocument/didOpen", {"textDocument": {
         "uri": uri, "languageId": "whenthen", "version": 1, "text": text}})
-    first = client.diagnostics(uri, 1, timeout=timeout)
+    first = client.publication(uri, 1, timeout=timeout)
     print(f"initial diagnostics of the opened file: {ms(first['_received'] - started)}"
           f" ({len(first['params']['diagnostics'])} diagnostics)")
     client.notify("textDocument/didOpen", {"textDocument": {
         "uri": schema_uri, "languageId": "whenthen", "version": 1, "text": schema_text}})
-    client.diagnostics(schema_uri, 1, timeout=timeout)
+    client.publication(schema_uri, 1, timeout=timeout)
     time.sleep(0.5)
     client.drain()
     version = 1
@@ -276,7 +165,7 @@ def run(client: Client, folder: Path, target: Path, args: argparse.Namespace) ->
             text, sent = change(client, uri, version, text, at, 0, "x")
         else:
             text, sent = change(client, uri, version, text, at, 1, "")
-        got = client.diagnostics(uri, version, timeout=timeout)
+        got = client.publication(uri, version, timeout=timeout)
         latencies.append(got["_received"] - sent)
         time.sleep(0.15)
     if latencies:
@@ -292,7 +181,7 @@ def run(client: Client, folder: Path, target: Path, args: argparse.Namespace) ->
             text, sent = change(client, uri, version, text, typed_at, 0, key)
             typed_at += 1
             time.sleep(0.05)
-        got = client.diagnostics(uri, version, timeout=timeout)
+        got = client.publication(uri, version, timeout=timeout)
         burst.append(got["_received"] - sent)
         time.sleep(0.3)
         client.drain()
@@ -314,7 +203,7 @@ def run(client: Client, folder: Path, target: Path, args: argparse.Namespace) ->
         client.request("textDocument/hover", {"textDocument": {"uri": uri}, "position": hover_at}, timeout=timeout)
         t2 = time.perf_counter()
         answers += [t1 - t0, t2 - t1]
-        client.diagnostics(uri, version, timeout=timeout)
+        client.publication(uri, version, timeout=timeout)
         time.sleep(0.15)
     if answers:
         print(f"completion/hover while a check is pending: p50 {ms(pct(answers, 50))}, max {ms(max(answers))} "
@@ -326,12 +215,12 @@ def run(client: Client, folder: Path, target: Path, args: argparse.Namespace) ->
     client.drain()
     schema_version = 2
     schema_text, sent = change(client, schema_uri, schema_version, schema_text, offset, 3, "int")
-    got = client.diagnostics(uri, where=lambda ds: any(d["code"] == "E103" for d in ds), timeout=timeout)
+    got = client.publication(uri, where=lambda ds: any(d["code"] == "E103" for d in ds), timeout=timeout)
     broken = got["_received"] - sent
     count = sum(1 for d in got["params"]["diagnostics"] if d["code"] == "E103")
     schema_version += 1
     schema_text, sent = change(client, schema_uri, schema_version, schema_text, offset, 3, "str")
-    got = client.diagnostics(uri, where=lambda ds: not any(d["code"] == "E103" for d in ds), timeout=timeout)
+    got = client.publication(uri, where=lambda ds: not any(d["code"] == "E103" for d in ds), timeout=timeout)
     fixed = got["_received"] - sent
     print(f"trigger declaration change -> its users re-diagnosed: {ms(broken)} ({count} E103 in the open file); "
           f"undone: {ms(fixed)}")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import queue
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from _lspclient import Client, change
 
 SCHEMA = """trigger guest.added {
   id: str
@@ -31,81 +29,6 @@ then
   log(message: form)
 end
 """
-
-
-class Client:
-    """A minimal LSP client: numbered requests, notifications collected on a queue."""
-
-    def __init__(self, cwd: Path):
-        self.proc = subprocess.Popen([sys.executable, "-m", "whenthen", "lsp"], cwd=cwd, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.next_id = 0
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        stream = self.proc.stdout
-        assert stream is not None
-        while True:
-            length = None
-            while True:
-                header = stream.readline()
-                if not header:
-                    return
-                if header in (b"\r\n", b"\n"):
-                    break
-                name, _, value = header.decode().partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            assert length is not None
-            self.messages.put(json.loads(stream.read(length)))
-
-    def send(self, message: dict[str, Any]) -> None:
-        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.proc.stdin.flush()
-
-    def notify(self, method: str, params: dict[str, Any]) -> None:
-        self.send({"method": method, "params": params})
-
-    def request(self, method: str, params: dict[str, Any]) -> Any:
-        self.next_id += 1
-        self.send({"id": self.next_id, "method": method, "params": params})
-        message = self.wait_for(lambda m: m.get("id") == self.next_id and "method" not in m)
-        assert "error" not in message, message
-        return message.get("result")
-
-    def wait_for(self, match, timeout: float = 20.0) -> dict[str, Any]:
-        skipped = []
-        try:
-            while True:
-                message = self.messages.get(timeout=timeout)
-                if match(message):
-                    return message
-                skipped.append(message)
-        except queue.Empty:
-            raise AssertionError(f"no matching message; got {skipped}") from None
-        finally:
-            for message in skipped:
-                self.messages.put(message)
-
-    def diagnostics(self, uri: str) -> list[dict[str, Any]]:
-        message = self.wait_for(lambda m: m.get("method") == "textDocument/publishDiagnostics"
-                                and m["params"]["uri"] == uri)
-        return message["params"]["diagnostics"]
-
-    def close(self) -> None:
-        try:
-            self.request("shutdown", {})
-            self.notify("exit", {})
-            self.proc.wait(timeout=10)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-                if stream:
-                    stream.close()
 
 
 @pytest.fixture
@@ -237,6 +160,35 @@ def test_formatting_returns_the_formatted_document(client: Client, project: Path
     assert len(edits) == 1
     assert edits[0]["newText"] == "when guest.added\nthen\n  log(message: 'x')  # note\nend\n"
     assert edits[0]["range"]["start"] == {"line": 0, "character": 0}
+
+
+def test_a_trigger_change_rediagnoses_its_users_and_a_burst_settles_on_the_last_version(
+        client: Client, project: Path) -> None:
+    schema_uri, uri = open_doc(client, project / "schema.rules"), open_doc(client, project / "welcome.rules")
+    assert [d["code"] for d in client.diagnostics(uri, 1)] == ["E104"]
+    client.diagnostics(schema_uri, 1)
+    # the declaration changes in the open schema: the rule using the field is checked again
+    at = SCHEMA.index("email: str") + len("email: ")
+    schema, _ = change(client, schema_uri, 2, SCHEMA, at, 3, "int")
+    codes = [d["code"] for d in client.diagnostics(uri, where=lambda ds: len(ds) > 1)]
+    assert "E103" in codes and "E104" in codes
+    change(client, schema_uri, 3, schema, at, 3, "str")
+    assert [d["code"] for d in client.diagnostics(uri, where=lambda ds: len(ds) == 1)] == ["E104"]
+    # a burst of keys: the diagnostics of the last version say what the last text says
+    text, at = RULES, RULES.index("'VIP'") + 1
+    for version, key in enumerate("Gold", start=2):
+        text, _ = change(client, uri, version, text, at, 0, key)
+        at += 1
+    assert "GoldVIP" in text
+    assert [d["code"] for d in client.diagnostics(uri, 5)] == ["E107", "E104"]
+
+
+def test_a_closed_sibling_declaring_the_action_is_read_from_disk(client: Client, project: Path) -> None:
+    uri = open_doc(client, project / "welcome.rules")
+    assert [d["code"] for d in client.diagnostics(uri, 1)] == ["E104"]
+    (project / "more.rules").write_text("action create_form() -> str\n", encoding="utf-8")
+    client.notify("textDocument/didSave", {"textDocument": {"uri": uri}})
+    assert client.diagnostics(uri, where=lambda ds: not ds) == []
 
 
 # ----------------------------------------------------------------------------- the VS Code extension

@@ -20,9 +20,12 @@ class Source:
 
     def __post_init__(self) -> None:
         starts = [0]
-        for i, ch in enumerate(self.text):
-            if ch == "\n":
-                starts.append(i + 1)
+        text, find, append = self.text, self.text.find, starts.append
+        at = find("\n")
+        while at >= 0:  # str.find runs in C: a 5,000-rule file in a few milliseconds
+            append(at + 1)
+            at = find("\n", at + 1)
+        del text
         object.__setattr__(self, "_line_starts", tuple(starts))
 
     @property

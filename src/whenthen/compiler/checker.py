@@ -1186,3 +1186,128 @@ def _literal_value(expr: object, tz: str) -> Any:
     if isinstance(expr, ast.Unary) and expr.op == "-" and isinstance(expr.operand, (ast.IntLit, ast.FloatLit)):
         return -expr.operand.value
     raise ValueError("not a literal")
+
+
+# ----------------------------------------------------------------------------- one item at a time
+# For the language server (tools/workspace.py): the declarations of a program checked apart from
+# its rules, and one rule checked against them, recording which declarations it read, so a
+# rule's result can be kept until one of those changes.
+
+
+class _Reads(dict):
+    """A dict that records the keys read from it (`every` when it was iterated)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.seen: set[Any] = set()
+        self.every = False
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.seen.add(key)
+        return dict.get(self, key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self.seen.add(key)
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        self.seen.add(key)
+        return dict.__contains__(self, key)
+
+    def __iter__(self):  # type: ignore[override]
+        self.every = True
+        return dict.__iter__(self)
+
+    def items(self):  # type: ignore[override]
+        self.every = True
+        return dict.items(self)
+
+    def keys(self):  # type: ignore[override]
+        self.every = True
+        return dict.keys(self)
+
+    def values(self):  # type: ignore[override]
+        self.every = True
+        return dict.values(self)
+
+
+@dataclass
+class Declarations:
+    """The `timezone`, `locale`, `trigger` and `action` declarations of a program, checked."""
+
+    schema: Schema
+    timezones: list[str]
+    locales: list[str]
+    diagnostics: list[Diagnostic]
+    refs: dict[int, NameRef]
+    types: dict[int, Type]
+    calls: dict[int, ResolvedCall]
+    trigger_type_names: dict[Type, str]
+
+
+@dataclass
+class CheckedRule:
+    """One rule checked alone: what `check_files` would have found for it (but duplicate names),
+    and the declarations it read: {('trigger' | 'action' | 'function', name)}; a kind in `every`
+    when it used all of them (a did-you-mean)."""
+
+    info: RuleInfo
+    diagnostics: list[Diagnostic]
+    refs: dict[int, NameRef]
+    types: dict[int, Type]
+    calls: dict[int, ResolvedCall]
+    reads: set[tuple[str, str]]
+    every: set[str]
+    reads_keys: dict[tuple[str, str], object] = field(default_factory=dict)  # for the caller
+
+
+def check_declarations(files: list[ast.File], parse_diags: list[Diagnostic], schema: Schema | None = None) -> Declarations:
+    """The declarations part of `check_files`."""
+    checker = _Checker(_base_schema(schema))
+    try:
+        timezones = [checker.file_timezone(f, parse_diags) for f in files]
+        locales = [checker.file_locale(f, parse_diags) for f in files]
+        for file in files:
+            checker.declarations(file)
+    except Exception as exc:
+        timezones = ["UTC"] * len(files)
+        locales = [DEFAULT_LOCALE] * len(files)
+        checker.internal(exc, NO_SPAN)
+    return Declarations(checker.schema, timezones, locales, checker.diags, checker.refs, checker.types,
+                        checker.calls, checker.trigger_type_names)
+
+
+def check_rule(decls: Declarations, rule: ast.Rule, file: ast.File, source: Source | None, tz: str,
+               locale: str) -> CheckedRule:
+    """Check one rule against checked declarations (its name's uniqueness is the caller's)."""
+    triggers, actions, functions = _Reads(decls.schema.triggers), _Reads(decls.schema.actions), _Reads(decls.schema.functions)
+    type_names = _Reads(decls.trigger_type_names)
+    checker = _Checker(Schema(triggers, actions, functions))
+    checker.trigger_type_names = type_names
+    try:
+        info = checker.rule(rule, file, source, tz)
+    except Exception as exc:
+        checker.internal(exc, rule.span)
+        info = RuleInfo(name=rule.name or "", rule=rule, file=file.name, timezone=tz,
+                        trigger=rule.when.name if isinstance(rule.when, ast.TriggerRef) else ast.SCHEDULE_TRIGGER,
+                        source_text="")
+    info.locale = locale
+    reads = {("trigger", n) for n in triggers.seen} | {("action", n) for n in actions.seen}
+    reads |= {("function", n) for n in functions.seen}
+    every = {kind for kind, d in (("trigger", triggers), ("action", actions), ("function", functions)) if d.every}
+    if type_names.seen or type_names.every:
+        every.add("trigger")
+    return CheckedRule(info, checker.diags, checker.refs, checker.types, checker.calls, reads, every)
+
+
+def first_wall_clock_use(file: ast.File) -> ast.Node | None:
+    """The file's first use of wall-clock time (for W203; `wall_clock` over one file)."""
+    uses = [(node.span.start, node) for node in ast.walk(file.items)
+            if node.span != NO_SPAN and _wall_clock_use(node) is not None]
+    return min(uses, key=lambda u: u[0])[1] if uses else None
+
+
+def wall_clock_warning(node: ast.Node, declaring: ast.File) -> Diagnostic:
+    """W203 at `node`, a wall-clock use in a file without `timezone`, `declaring` declaring one."""
+    return warning(node.span, "W203", msg.wall_clock_without_timezone(
+        _wall_clock_use(node) or "", declaring.timezone or "", declaring.name))

@@ -873,6 +873,40 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
     return ast.File(source.name, tuple(items), span=span), diagnostics
 
 
+def parse_step(source: Source, chunk: int, end: int, item_lines: list[int]) -> tuple[list[ast.Item], list[Diagnostic], int | None, bool]:
+    """One step of `parse`'s recovery loop on `source.text[chunk:end]` (from the start of an
+    item line to such a line or the end), for the language server, which re-parses only the
+    items an edit touched: the items and diagnostics of the step, where `parse` would resume
+    (None: at the end of the file; `end` after a clean run) and whether the step is *open*: its
+    error is at the cut, so `parse` on the whole text could differ (the caller retries with a
+    later `end`). `item_lines` are the item lines of the whole file. The caller checks the
+    `timezone`/`locale` placement of the whole file (`drop_late_headers`)."""
+    text = source.text
+    region = text[chunk:end]
+    locator = _chunk_locator(source, chunk)
+    diagnostics: list[Diagnostic] = []
+    try:
+        try:
+            file, found = _run(region, "file", locator)
+        except UnexpectedInput as exc:
+            diag, pos = _syntax_diagnostic(exc, locator)
+            at_cut = (isinstance(exc, UnexpectedToken) and exc.token.type == "$END") or pos >= len(region.rstrip())
+            if at_cut and end < len(text):
+                return [], [], None, True
+            diagnostics.append(diag)
+            error_at = chunk + pos
+            items = _items_before(source, chunk, error_at, item_lines, diagnostics)
+            return items, diagnostics, _resume_point(text, chunk, error_at, item_lines), False
+    except Exception as exc:
+        return [], [_internal_error(source.name, exc)], None, False
+    return list(file.items), found, end if end < len(text) else None, False
+
+
+def drop_late_headers(items: list[ast.Item], diagnostics: list[Diagnostic]) -> list[ast.Item]:
+    """The items without a `timezone`/`locale` that is not at the top (E001 added for each)."""
+    return _drop_late_timezones(items, diagnostics)
+
+
 def _parse_chunks(source: Source, items: list[ast.Item], diagnostics: list[Diagnostic]) -> None:
     """Parse from the start; after each syntax error, keep what parsed and resume at an item line."""
     text = source.text

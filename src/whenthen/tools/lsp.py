@@ -8,7 +8,12 @@ come from `tools/assist.py`; this module converts positions and speaks the proto
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
+import queue
+import sys
+import threading
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
@@ -18,8 +23,10 @@ from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument
 
 from whenthen.diagnostics import Diagnostic, Span
-from whenthen.tools.assist import Analysis, analyze, complete, definition, hover, outline
+from whenthen.source import Source
+from whenthen.tools.assist import Analysis, complete, definition, hover, outline
 from whenthen.tools.fmt import FormatError, format_source
+from whenthen.tools.workspace import Cancelled, Workspace
 
 _COMPLETION_KINDS = {
     "keyword": lsp.CompletionItemKind.Keyword,
@@ -41,20 +48,49 @@ def _version() -> str:
         return "0"
 
 
+DEBOUNCE = 0.08  # seconds of quiet after an edit before a pass starts
+
+
 class WhenthenServer(LanguageServer):
-    """The server, with the latest analysis of each open document (and the last one that parsed)."""
+    """The server, with the latest analysis of each open document (and the last one that parsed).
+
+    Edits only mark their folder stale: a pass (tools/workspace.py, incremental) runs on a worker
+    thread once the typing pauses for `DEBOUNCE`, and stops as soon as a newer edit arrives, so a
+    burst of keys costs one pass; completion and hover answer meanwhile from the last analysis.
+    """
 
     def __init__(self) -> None:
         super().__init__("whenthen", _version())
         self.latest: dict[str, Analysis] = {}
         self.last_parsed: dict[str, Analysis] = {}
+        self.workspaces: dict[str, Workspace] = {}
+        self.generation: dict[str, int] = {}
+        self.published: dict[str, list[Diagnostic]] = {}
+        self.disk: dict[str, tuple[float, int, str | None]] = {}  # closed files: (mtime, size, text)
+        self.timers: dict[str, asyncio.TimerHandle] = {}
+        self.jobs: queue.Queue[tuple[str, int, dict[str, tuple[str, str, int]]]] = queue.Queue()
+        self.lock = threading.Lock()  # one pass at a time
+        self.frozen = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.worker: threading.Thread | None = None
 
     def document_path(self, uri: str) -> str:
         return to_fs_path(uri) or uri
 
-    def neighbours(self, path: str) -> dict[str, str]:
-        """The folder's `*.rules` files: open documents as typed, the others as saved."""
-        folder = os.path.dirname(path)
+    # -- texts
+
+    def open_documents(self, folder: str) -> dict[str, tuple[str, str, int]]:
+        """The folder's open documents: path -> (uri, text as typed, version)."""
+        found = {}
+        for doc in list(self.workspace.text_documents.values()):
+            path = self.document_path(doc.uri)
+            if os.path.dirname(path) == folder:
+                found[path] = (doc.uri, doc.source, doc.version or 0)
+        return found
+
+    def neighbours(self, folder: str, open_docs: dict[str, tuple[str, str, int]]) -> dict[str, str]:
+        """The folder's `*.rules` files: open documents as typed, the others as saved (re-read
+        only when their size or modification time changed)."""
         texts: dict[str, str] = {}
         try:
             names = sorted(n for n in os.listdir(folder) if n.endswith(".rules"))
@@ -62,44 +98,128 @@ class WhenthenServer(LanguageServer):
             names = []
         for name in names:
             file_path = os.path.join(folder, name)
+            if file_path in open_docs:
+                continue
             try:
-                with open(file_path, encoding="utf-8") as handle:
-                    texts[file_path] = handle.read()
-            except (OSError, UnicodeDecodeError):
-                continue  # an unreadable sibling must not stop the open document's check
-        for doc in self.workspace.text_documents.values():
-            doc_path = self.document_path(doc.uri)
-            if os.path.dirname(doc_path) == folder:
-                texts[doc_path] = doc.source
+                stat = os.stat(file_path)
+                cached = self.disk.get(file_path)
+                if cached is not None and cached[:2] == (stat.st_mtime, stat.st_size):
+                    text = cached[2]
+                else:
+                    try:
+                        with open(file_path, encoding="utf-8") as handle:
+                            text = handle.read()
+                    except (OSError, UnicodeDecodeError):
+                        text = None  # an unreadable sibling must not stop the open document's check
+                    self.disk[file_path] = (stat.st_mtime, stat.st_size, text)
+            except OSError:
+                continue
+            if text is not None:
+                texts[file_path] = text
+        for path, (_, text, _) in open_docs.items():
+            texts[path] = text
         return texts
 
-    def refresh(self, uri: str) -> None:
-        """Check the document with its folder and publish diagnostics for every open file there."""
-        doc = self.workspace.get_text_document(uri)
-        path = self.document_path(uri)
-        analysis = analyze(path, doc.source, self.neighbours(path))
-        self.latest[uri] = analysis  # also for a document asked about without being opened
-        for other in list(self.workspace.text_documents.values()):
-            other_path = self.document_path(other.uri)
-            if os.path.dirname(other_path) != os.path.dirname(path):
+    # -- passes
+
+    def schedule(self, uri: str, delay: float = DEBOUNCE) -> None:
+        """Mark the document's folder stale and (re)start its quiet-time timer."""
+        folder = os.path.dirname(self.document_path(uri))
+        self.generation[folder] = self.generation.get(folder, 0) + 1
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        if self.worker is None:
+            self.worker = threading.Thread(target=self._work, name="whenthen-check", daemon=True)
+            self.worker.start()
+        timer = self.timers.pop(folder, None)
+        if timer is not None:
+            timer.cancel()
+        self.timers[folder] = self.loop.call_later(delay, self._submit, folder)
+
+    def _submit(self, folder: str) -> None:
+        self.timers.pop(folder, None)
+        self.jobs.put((folder, self.generation.get(folder, 0), self.open_documents(folder)))
+
+    def _work(self) -> None:
+        while True:
+            folder, generation, open_docs = self.jobs.get()
+            if self.generation.get(folder) != generation:
+                continue  # a newer edit: its own job follows
+            try:
+                self.run_pass(folder, open_docs, lambda f=folder, g=generation: self.generation.get(f) != g)
+            except Cancelled:
                 continue
-            view = Analysis(other_path, other.source, analysis.checked)
-            self.latest[other.uri] = view
+            except Exception as exc:  # a bug in a pass must not stop the server
+                self.show_message_log(f"whenthen: check failed: {type(exc).__name__}: {exc}")
+
+    def run_pass(self, folder: str, open_docs: dict[str, tuple[str, str, int]],
+                 cancelled=lambda: False, publish: bool = True) -> None:
+        """Check the folder (incrementally) and publish the diagnostics that changed."""
+        with self.lock:
+            texts = self.neighbours(folder, open_docs)
+            workspace = self.workspaces.setdefault(folder, Workspace())
+            result = workspace.update(texts, cancelled)
+            if not self.frozen:
+                gc.collect()
+                gc.freeze()  # the first load's ASTs: later collections need not walk them
+                self.frozen = True
+        notes = []
+        for path, (uri, text, version) in open_docs.items():
+            view = Analysis(path, text, result.program(path))
+            self.latest[uri] = view
             if view.parses:
-                self.last_parsed[other.uri] = view
-            diagnostics = [d for d in analysis.checked.diagnostics if d.file == other_path]
+                self.last_parsed[uri] = view
+            notes.append((uri, version, result.files[path].source, result.diagnostics.get(path, [])))
+        for path, state in result.files.items():
+            if path in open_docs:
+                continue
+            diagnostics = result.diagnostics.get(path, [])
+            uri = from_fs_path(path) or path
+            if diagnostics != self.published.get(uri, []):
+                notes.append((uri, None, state.source, diagnostics))
+        if publish and notes and self.loop is not None:
+            self.loop.call_soon_threadsafe(self._publish, notes)
+
+    def _publish(self, notes) -> None:
+        for uri, version, source, diagnostics in notes:
+            self.published[uri] = diagnostics
             self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
-                uri=other.uri, version=other.version,
-                diagnostics=[_diagnostic(other, d) for d in diagnostics]))
+                uri=uri, version=version, diagnostics=[_diagnostic(source, d) for d in diagnostics]))
+
+    def analysis(self, uri: str) -> Analysis:
+        """The latest analysis of a document, checking its folder now if there is none yet."""
+        found = self.latest.get(uri)
+        if found is None:
+            path = self.document_path(uri)
+            folder = os.path.dirname(path)
+            docs = self.open_documents(folder)
+            if path not in docs:
+                doc = self.workspace.get_text_document(uri)
+                docs[path] = (uri, doc.source, doc.version or 0)
+            self.run_pass(folder, docs, publish=False)
+            found = self.latest[uri]
+        return found
+
+
+def _position(source: Source, line: int, column: int) -> lsp.Position:
+    """An LSP position (0-based line, UTF-16 units) of a 1-based line and character column."""
+    text = source.line_text(line)[:max(0, column - 1)]
+    units = len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
+    return lsp.Position(line=max(0, line - 1), character=units)
+
+
+def _source_range(source: Source, span: Span) -> lsp.Range:
+    return lsp.Range(start=_position(source, span.line, span.column),
+                     end=_position(source, span.end_line, span.end_column))
 
 
 def _range(doc: TextDocument, span: Span) -> lsp.Range:
     return lsp.Range(start=doc.client_position_at_offset(span.start), end=doc.client_position_at_offset(span.end))
 
 
-def _diagnostic(doc: TextDocument, diagnostic: Diagnostic) -> lsp.Diagnostic:
+def _diagnostic(source: Source, diagnostic: Diagnostic) -> lsp.Diagnostic:
     severity = lsp.DiagnosticSeverity.Error if diagnostic.is_error else lsp.DiagnosticSeverity.Warning
-    return lsp.Diagnostic(range=_range(doc, diagnostic.span), message=diagnostic.message, severity=severity,
+    return lsp.Diagnostic(range=_source_range(source, diagnostic.span), message=diagnostic.message, severity=severity,
                           code=diagnostic.code, source="whenthen")
 
 
@@ -108,17 +228,17 @@ server = WhenthenServer()
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: WhenthenServer, params: lsp.DidOpenTextDocumentParams) -> None:
-    ls.refresh(params.text_document.uri)
+    ls.schedule(params.text_document.uri, delay=0)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
 def did_change(ls: WhenthenServer, params: lsp.DidChangeTextDocumentParams) -> None:
-    ls.refresh(params.text_document.uri)
+    ls.schedule(params.text_document.uri)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
 def did_save(ls: WhenthenServer, params: lsp.DidSaveTextDocumentParams) -> None:
-    ls.refresh(params.text_document.uri)
+    ls.schedule(params.text_document.uri, delay=0)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
@@ -126,7 +246,9 @@ def did_close(ls: WhenthenServer, params: lsp.DidCloseTextDocumentParams) -> Non
     uri = params.text_document.uri
     ls.latest.pop(uri, None)
     ls.last_parsed.pop(uri, None)
+    ls.published.pop(uri, None)
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+    ls.schedule(uri)  # as saved, it may differ from what was typed
 
 
 @server.feature(lsp.TEXT_DOCUMENT_COMPLETION,
@@ -134,10 +256,7 @@ def did_close(ls: WhenthenServer, params: lsp.DidCloseTextDocumentParams) -> Non
 def completion(ls: WhenthenServer, params: lsp.CompletionParams) -> lsp.CompletionList:
     uri = params.text_document.uri
     doc = ls.workspace.get_text_document(uri)
-    context = ls.last_parsed.get(uri) or ls.latest.get(uri)
-    if context is None:
-        ls.refresh(uri)
-        context = ls.latest[uri]
+    context = ls.last_parsed.get(uri) or ls.analysis(uri)
     offset = doc.offset_at_position(params.position)
     items = []
     for item in complete(doc.source, offset, context):
@@ -151,9 +270,7 @@ def completion(ls: WhenthenServer, params: lsp.CompletionParams) -> lsp.Completi
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)
 def on_hover(ls: WhenthenServer, params: lsp.HoverParams) -> lsp.Hover | None:
     uri = params.text_document.uri
-    analysis = ls.latest.get(uri)
-    if analysis is None:
-        return None
+    analysis = ls.analysis(uri)
     doc = ls.workspace.get_text_document(uri)
     found = hover(analysis, doc.offset_at_position(params.position))
     if found is None:
@@ -165,9 +282,7 @@ def on_hover(ls: WhenthenServer, params: lsp.HoverParams) -> lsp.Hover | None:
 @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
 def on_definition(ls: WhenthenServer, params: lsp.DefinitionParams) -> lsp.Location | None:
     uri = params.text_document.uri
-    analysis = ls.latest.get(uri)
-    if analysis is None:
-        return None
+    analysis = ls.analysis(uri)
     doc = ls.workspace.get_text_document(uri)
     span = definition(analysis, doc.offset_at_position(params.position))
     if span is None or not span.file:
@@ -179,9 +294,7 @@ def on_definition(ls: WhenthenServer, params: lsp.DefinitionParams) -> lsp.Locat
 @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
 def on_document_symbol(ls: WhenthenServer, params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol]:
     uri = params.text_document.uri
-    analysis = ls.latest.get(uri)
-    if analysis is None:
-        return []
+    analysis = ls.analysis(uri)
     doc = ls.workspace.get_text_document(uri)
     kinds = {"rule": lsp.SymbolKind.Function, "trigger": lsp.SymbolKind.Event, "action": lsp.SymbolKind.Method}
     return [lsp.DocumentSymbol(name=s.name, kind=kinds[s.kind], detail=s.detail, range=_range(doc, s.span),
@@ -203,4 +316,5 @@ def on_formatting(ls: WhenthenServer, params: lsp.DocumentFormattingParams) -> l
 
 def serve() -> None:
     """Speak the protocol on stdin/stdout until the client says exit."""
+    sys.setswitchinterval(0.001)  # answer requests promptly while a pass runs on the worker
     server.start_io()
