@@ -42,9 +42,13 @@ class Program:
 
 def _check_program(source_or_paths: SourceOrPaths, schema: SchemaLike = None) -> CheckedProgram:
     from whenthen.compiler.checker import check_program
-    from whenthen.compiler.sources import load_sources
+    from whenthen.compiler.sources import load_sources, with_sibling_hints
 
-    return check_program(load_sources(source_or_paths), _as_schema(schema))
+    sources = load_sources(source_or_paths)
+    checked = check_program(sources, _as_schema(schema))
+    if any(d.code in ("E101", "E104") for d in checked.diagnostics):
+        checked.diagnostics = with_sibling_hints(checked.diagnostics, sources)
+    return checked
 
 
 def _as_schema(schema: SchemaLike) -> Schema | None:

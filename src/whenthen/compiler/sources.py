@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from whenthen.diagnostics import WhenthenError
+from whenthen.diagnostics import Diagnostic, WhenthenError
 from whenthen.source import Source
 
 _LOOKS_LIKE_RULES = re.compile(r"\s*(rule|when|trigger|action|timezone)[\s\"]")
@@ -94,3 +95,42 @@ def source_from_bytes(name: str, raw: bytes) -> Source:
         offset = len(raw[:exc.start].decode("utf-8", "replace"))
         reason = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte offset {exc.start}: {exc.reason})"
         return Source(name, raw.decode("utf-8", "replace"), decode_error=(offset, reason))
+
+
+# (code, message start naming the missing declaration, how that declaration starts a line)
+_DECLARED_ELSEWHERE = (
+    ("E101", re.compile(r"^unknown trigger '([\w.]+)'"), r"^[ \t]*trigger[ \t]+{}(?![\w.])"),
+    ("E104", re.compile(r"^unknown action or function '(\w+)'"), r"^[ \t]*action[ \t]+{}[ \t]*\("),
+)
+
+
+def with_sibling_hints(diagnostics: list[Diagnostic], sources: Sequence[Source]) -> list[Diagnostic]:
+    """Unknown triggers and actions declared in a `*.rules` file beside a given file, but not given
+    themselves, name that file: a newcomer checking `vip.rules` without `schema.rules` learns why."""
+    given = {Path(s.name).resolve() for s in sources if Path(s.name).is_file()}
+    folders = sorted({Path(s.name).parent for s in sources if Path(s.name).is_file()})
+    hinted = []
+    for diagnostic in diagnostics:
+        for code, message, declaration in _DECLARED_ELSEWHERE:
+            match = message.match(diagnostic.message) if diagnostic.code == code else None
+            sibling = match and _declaring_sibling(declaration.format(re.escape(match.group(1))), folders, given)
+            if sibling:
+                diagnostic = replace(diagnostic, message=f"{diagnostic.message}; it is declared in {sibling}, "
+                                     f"which was not given (check the folder: whenthen check {sibling.parent})")
+        hinted.append(diagnostic)
+    return hinted
+
+
+def _declaring_sibling(declaration: str, folders: list[Path], given: set[Path]) -> Path | None:
+    pattern = re.compile(declaration, re.MULTILINE)
+    for folder in folders:
+        for path in sorted(folder.glob("*.rules")):
+            if path.resolve() in given:
+                continue
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            if pattern.search(text):
+                return path
+    return None

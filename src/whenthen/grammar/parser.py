@@ -782,7 +782,29 @@ def _found(tok: Token) -> str:
     return f"'{tok.value}'"
 
 
-def _syntax_diagnostic(exc: UnexpectedInput, locator: _Locator) -> tuple[Diagnostic, int]:
+_SPELLED_UNITS = {"week": "w", "day": "d", "hour": "h", "minute": "m", "min": "m", "second": "s", "sec": "s"}
+_NUMBER_BEFORE = re.compile(r"(\d+)\s+$")
+_BARE_NAME_STATEMENT = re.compile(r"(?:^|[;\n]|\bthen)[ \t]*([A-Za-z_]\w*)[ \t]*$")
+_ELSE_IF = re.compile(r"\belse[ \t]+if\b")
+
+
+def _newcomer_hint(text: str, tok: Token, pos: int, expected: set[str]) -> str:
+    """A hint for the mistakes people bring from other languages, or ''."""
+    before = text[:pos]
+    if tok.type == "NAME" and (unit := _SPELLED_UNITS.get(tok.value.rstrip("s"))):
+        number = _NUMBER_BEFORE.search(before)
+        if number:
+            return f"; durations are written without a space, with a unit letter: {number.group(1)}{unit}"
+    if tok.value in ("=", "==") and (name := _BARE_NAME_STATEMENT.search(before)):
+        return f"; to bind a value, write let {name.group(1)} = …"
+    if "END" in expected:
+        starts = [m.start() for m in _ITEM_LINE.finditer(before)]
+        if _ELSE_IF.search(before, starts[-1] if starts else 0):
+            return "; 'else if' opens a new 'if' that needs its own 'end': write elif"
+    return ""
+
+
+def _syntax_diagnostic(exc: UnexpectedInput, locator: _Locator, text: str = "") -> tuple[Diagnostic, int]:
     """An E001 for a Lark error, and the offset (in the parsed text) where it happened."""
     if isinstance(exc, UnexpectedToken):
         tok = exc.token
@@ -804,6 +826,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, locator: _Locator) -> tuple[Diagnos
         expects_expr = len(expected & _EXPR_STARTS) >= 5
         if expects_expr and tok.value in _FIELD_LIKE_KEYWORDS:
             message += f" ('{tok.value}' is a keyword; a field of that name is written event.{tok.value})"
+        message += _newcomer_hint(text, tok, pos, expected)
         return error(span, "E001", message), pos
     if isinstance(exc, UnexpectedCharacters):
         pos = exc.pos_in_stream
@@ -827,7 +850,7 @@ def _parse_expr_with(text: str, locator: _Locator, diagnostics: list[Diagnostic]
     try:
         expr, found = _run(text, "expr", locator)
     except UnexpectedInput as exc:
-        diagnostics.append(_syntax_diagnostic(exc, locator)[0])
+        diagnostics.append(_syntax_diagnostic(exc, locator, text)[0])
         return None
     diagnostics.extend(found)
     return expr
@@ -917,7 +940,7 @@ def _parse_chunks(source: Source, items: list[ast.Item], diagnostics: list[Diagn
         try:
             file, found = _run(text[chunk:], "file", locator)
         except UnexpectedInput as exc:
-            diag, pos = _syntax_diagnostic(exc, locator)
+            diag, pos = _syntax_diagnostic(exc, locator, text[chunk:])
             diagnostics.append(diag)
             error_at = chunk + pos
             items.extend(_items_before(source, chunk, error_at, item_lines, diagnostics))

@@ -12,6 +12,7 @@ import difflib
 import json
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from whenthen.compiler.decls import TriggerSchema
@@ -44,9 +45,10 @@ def validate_event(schema: TriggerSchema, data: Any) -> dict[str, Any]:
     try:
         return _object(schema.type, data, "", 0)
     except _FieldError as exc:
-        error = EventError(f"{schema.name}: field '{exc.path}': {_shown_key(exc.reason)}",
-                           trigger=schema.name, field=exc.path)
-        error.errors = [(path, _shown_key(reason)) for path, reason in exc.errors]
+        errors = [(path, _shown_key(reason)) for path, reason in exc.errors]
+        every_field = "; ".join(f"field '{path}': {reason}" for path, reason in errors)
+        error = EventError(f"{schema.name}: {every_field}", trigger=schema.name, field=exc.path)
+        error.errors = errors
         raise error from None
 
 
@@ -143,7 +145,7 @@ def _value(typ: Type, value: Any, path: str, depth: int) -> Any:
             if value in typ.values or not _text(value, path):
                 return value
             allowed = ", ".join(f"'{v}'" for v in typ.values)
-            raise _FieldError(path, f"'{value}' is not one of {allowed}")
+            raise _FieldError(path, f"'{value}' is not one of {allowed}{_closest(value, typ.values)}")
     elif kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return _int(value, path)
@@ -175,6 +177,13 @@ def _value(typ: Type, value: Any, path: str, depth: int) -> Any:
         if isinstance(value, dict):
             return _object(typ, value, path + "." if path else "", depth)
     raise _FieldError(path, f"expected {typ.base}, got {_kind(value)}")
+
+
+def _closest(value: str, allowed: Sequence[str]) -> str:
+    """'; did you mean …?' for an enumeration value off by case or a typo, or ''."""
+    by_case = {v.casefold(): v for v in allowed}
+    close = difflib.get_close_matches(value.casefold(), list(by_case), n=1, cutoff=0.5)
+    return f"; did you mean '{by_case[close[0]]}'?" if close else ""
 
 
 def _text(value: str, path: str) -> str:
