@@ -162,6 +162,8 @@ def _compound(stmts: st.SearchStrategy[ast.Stmt]) -> st.SearchStrategy[ast.Stmt]
                      max_size=3).map(tuple),
             else_block,
         ),
+        st.builds(ast.Split, st.one_of(st.none(), exprs()),
+                  st.lists(st.builds(ast.SplitCase, st.integers(0, 200), block), max_size=3).map(tuple)),
         st.builds(ast.Repeat, exprs(), block),
         st.builds(ast.For, names, exprs(), block),
     )

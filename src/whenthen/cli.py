@@ -355,6 +355,11 @@ def rules(obj: Context, show_all: bool, fmt: str) -> None:
            ["RULE", "VERSION", "STATE", "TRIGGER", "RUNS", "WAITING", "COMPLETED", "FAILED", "EXITED", "FILTERED"])
     if hidden:
         click.echo(f"({hidden} archived rule{'' if hidden == 1 else 's'} not shown; --all shows them)", err=True)
+    from whenthen.runtime.policies import describe_splits
+
+    for r in found:  # SPEC 2.13: per split, the runs each branch took
+        if r.get("splits"):
+            click.echo(f"{r['name']}: {describe_splits(r['splits'])}")
     for r in found:  # SPEC 3.2: an unloadable version is never hidden
         if r.get("unloadable") or r.get("unstarted"):
             missed = f"; {r.get('unstarted', 0)} event(s) it could not start" if r.get("unstarted") else ""

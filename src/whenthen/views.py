@@ -35,6 +35,8 @@ def describe_step(step: dict[str, Any]) -> str:
     if kind == "emit":
         return f"emit {step.get('trigger')} {dumps(step.get('data'), indent=None)}"
     if kind == "branch":
+        if "split" in step:
+            return f"split {step['split']}: case {step.get('case')} ({step.get('share')}%) (line {step.get('line')})"
         return f"branch {step.get('branch')} (line {step.get('line')})"
     if kind == "exit":
         return f"exit on {step.get('trigger')} {dumps(step.get('event'), indent=None)}"

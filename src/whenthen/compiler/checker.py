@@ -552,6 +552,8 @@ class _Checker:
                 self.block(stmt.else_body, scope)
         elif isinstance(stmt, ast.Switch):
             self.switch(stmt, scope)
+        elif isinstance(stmt, ast.Split):
+            self.split(stmt, scope)
         elif isinstance(stmt, ast.Emit):
             self.emit(stmt, scope)
         elif isinstance(stmt, ast.Repeat):
@@ -634,6 +636,20 @@ class _Checker:
             self.block(case.body, scope)
         if stmt.else_body is not None:
             self.block(stmt.else_body, scope)
+
+    def split(self, stmt: ast.Split, scope: _Scope) -> None:
+        """SPEC 2.13: shares are whole percentages from 1 to 100 adding up to 100 (E113 at `split`)."""
+        if stmt.by is not None:
+            self.expr(stmt.by, scope)
+        shares = [case.share for case in stmt.cases]
+        where = _pick(stmt.keyword_span, stmt.span)
+        bad = [case for case in stmt.cases if not 1 <= case.share <= 100]
+        for case in bad:
+            self.err(case.span, "E113", msg.split_share_out_of_range(case.share))
+        if not bad and sum(shares) != 100:
+            self.err(where, "E113", msg.split_shares_total(sum(shares), shares))
+        for case in stmt.cases:
+            self.block(case.body, scope)
 
     def emit(self, stmt: ast.Emit, scope: _Scope) -> None:
         target = self.trigger(stmt.trigger, _pick(stmt.trigger_span, stmt.span))

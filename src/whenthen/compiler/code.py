@@ -140,6 +140,11 @@ def _descriptor_ok(op: Opcode, const: Any, code_count: int) -> bool:
                 and isinstance(const[2], bool) and _str_list(const[3]))
     if op is Opcode.BRANCH:
         return isinstance(const, str)
+    if op is Opcode.SPLIT:
+        return (isinstance(const, list) and len(const) == 4 and isinstance(const[0], str)
+                and isinstance(const[1], int) and isinstance(const[2], list) and len(const[2]) >= 1
+                and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 100 for s in const[2])
+                and sum(const[2]) == 100 and isinstance(const[3], bool))
     if op is Opcode.BUILD_OBJECT:
         return _str_list(const)
     return True

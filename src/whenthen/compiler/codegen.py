@@ -39,6 +39,7 @@ def compile_rule(program: CheckedProgram, info: RuleInfo) -> RuleCode:
         filter_code = _condition_code(program, info, "filter", rule.where)
         equalities = filter_equalities_of(program, info, rule.where)
     body = _Builder(program, info.timezone, "body", info.locale)
+    body.rule_name = info.name
     body.block(rule.body)
     body.emit(Opcode.HALT, 0, None)
     return RuleCode(
@@ -240,6 +241,8 @@ class _Builder:
         self.statement_span: Span | None = None
         # per enclosing loop, innermost last: the jumps its `break`s make to its end
         self.breaks: list[list[int]] = []
+        self.rule_name = ""  # a split's choice hashes it (SPEC 2.13)
+        self.splits = 0  # splits compiled so far: each is numbered 1, 2, … in source order
 
     def build(self) -> Code:
         return Code(self.name, tuple(self.instrs), tuple(self.consts), tuple(self.names),
@@ -311,6 +314,8 @@ class _Builder:
             self.if_(stmt)
         elif isinstance(stmt, ast.Switch):
             self.switch(stmt)
+        elif isinstance(stmt, ast.Split):
+            self.split(stmt)
         elif isinstance(stmt, ast.Emit):
             resolved = self.program.calls.get(stmt.id)
             args = resolved.args if resolved is not None else tuple((a.name or "", a.value) for a in stmt.args)
@@ -402,6 +407,30 @@ class _Builder:
                 self.branch(f"case {i + 1}", case.span)
                 self.block(case.body)
                 to_end.append(self.emit(Opcode.JUMP, 0, None))
+        for at in to_end:
+            self.patch(at)
+
+    def split(self, stmt: ast.Split) -> None:
+        """[by]; SPLIT → the case number (1-based) stays on the stack while it is compared."""
+        self.splits += 1
+        if stmt.by is not None:
+            self.expr(stmt.by)
+        shares = [case.share for case in stmt.cases]
+        k = self.const([self.rule_name, self.splits, shares, stmt.by is not None])
+        self.emit(Opcode.SPLIT, k, stmt.span)
+        jumps = []
+        for i in range(len(stmt.cases)):
+            self.emit(Opcode.DUP, 0, None)
+            self.emit(Opcode.CONST, self.const(i + 1), None)
+            self.emit(Opcode.EQ, 0, None)
+            jumps.append(self.emit(Opcode.JUMP_IF_TRUE, 0, None))
+        self.emit(Opcode.POP, 0, None)
+        to_end = [self.emit(Opcode.JUMP, 0, None)]
+        for case, at in zip(stmt.cases, jumps, strict=True):
+            self.patch(at)
+            self.emit(Opcode.POP, 0, None)
+            self.block(case.body)
+            to_end.append(self.emit(Opcode.JUMP, 0, None))
         for at in to_end:
             self.patch(at)
 

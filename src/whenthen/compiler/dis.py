@@ -69,6 +69,9 @@ def _describe(code: Code, op: Opcode, arg: int) -> str:
         return "; ".join(parts)
     if op is Opcode.BUILD_OBJECT:
         return "{" + ", ".join(const) + "}"
+    if op is Opcode.SPLIT:
+        _rule, number, shares, has_by = const
+        return f"split {number}: " + " / ".join(f"{s}%" for s in shares) + (" by value" if has_by else " by run")
     return show_const(const)
 
 

@@ -249,6 +249,17 @@ def repeat_not_int(got: Type) -> str:
     return f"`repeat` needs an int count, got {got}"
 
 
+def split_share_out_of_range(share: int) -> str:
+    return f"a split's share is a whole percentage from 1% to 100%, got {share}%"
+
+
+def split_shares_total(total: int, shares: list[int]) -> str:
+    if not shares:
+        return "a split needs at least one `case P% then …`, with shares adding up to 100%"
+    written = " + ".join(f"{s}%" for s in shares)
+    return f"the shares of a split must add up to 100%, got {written} = {total}%"
+
+
 def for_not_list(got: Type) -> str:
     return f"`for` needs a list to go through, got {got}"
 

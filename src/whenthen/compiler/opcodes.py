@@ -72,6 +72,8 @@ class Opcode(IntEnum):
     CALL_ACTION = 61  # v1 … vn → result  (consts[k] = [action, [arg names]]; the frame's step += 1)
     EMIT = 62  # v1 … vn → —  (consts[k] = [trigger, [field names]]; depth + 1, at most 32)
     BRANCH = 63  # — → —  (trace which branch was taken: consts[k] = label)
+    SPLIT = 64  # [value] → case  (SPEC 2.13: consts[k] = [rule, split number, [shares], has_by];
+    #   the 1-based case a stable hash of rule and value, or of rule and run id, picks; traced)
 
     # -- suspension
     WAIT = 70  # duration → —  (suspend until now + duration)
@@ -115,6 +117,7 @@ CONST_OPS = frozenset(
         Opcode.CALL_ACTION,
         Opcode.EMIT,
         Opcode.BRANCH,
+        Opcode.SPLIT,
         Opcode.WAIT_FOR,
         Opcode.BUILD_OBJECT,
     }

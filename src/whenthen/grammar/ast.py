@@ -294,6 +294,24 @@ class Switch(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class SplitCase(Node):
+    """`case P% then …` of a split: `share` is the percentage as written."""
+
+    share: int
+    body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Split(Node):
+    """`split [by EXPR]` / `case P% then …` / `end` (SPEC 2.13): exactly one case runs, chosen by
+    a stable hash of the rule's name and the value of `by` (the run's id without it)."""
+
+    by: Expr | None
+    cases: tuple[SplitCase, ...]
+    keyword_span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Emit(Node):
     """`emit TRIGGER(field: expr, …)`."""
 
@@ -330,7 +348,7 @@ class Break(Node):
     """`break`: leave the innermost `repeat` or `for`."""
 
 
-Stmt = CallStmt | Let | Wait | WaitUntil | WaitFor | If | Switch | Emit | Stop | Repeat | For | Break
+Stmt = CallStmt | Let | Wait | WaitUntil | WaitFor | If | Switch | Split | Emit | Stop | Repeat | For | Break
 
 
 # ----------------------------------------------------------------------------- schedules

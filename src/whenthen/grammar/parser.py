@@ -390,6 +390,16 @@ class _Builder(Transformer):
         body = next(c for c in children if isinstance(c, _Block))
         return ast.Case(values, tuple(body), span=self._span(children))
 
+    def split_stmt(self, children: list[Any]) -> ast.Split:
+        by = children[2] if len(children) > 2 and isinstance(children[1], Token) and children[1].type == "BY" \
+            else None
+        cases = tuple(c for c in children if isinstance(c, ast.SplitCase))
+        return ast.Split(by, cases, span=self._span(children), keyword_span=self.loc.token(children[0]))
+
+    def split_case(self, children: list[Any]) -> ast.SplitCase:
+        body = next(c for c in children if isinstance(c, _Block))
+        return ast.SplitCase(int(children[1].value), tuple(body), span=self._span(children))
+
     def emit_stmt(self, children: list[Any]) -> ast.Emit:
         trig: _Trigger = children[1]
         return ast.Emit(trig.name, children[3], span=self._span(children), trigger_span=trig.span)
@@ -707,7 +717,7 @@ _FIELD_LIKE_KEYWORDS = frozenset(
     "contains empty starts ends until within for".split()
 )
 _STATEMENT_STARTS = frozenset("EMIT IF LET STOP SWITCH WAIT".split())
-_LOOP_STARTS = frozenset(("FOR", "REPEAT", "BREAK"))  # statement starts too, when the others are expected
+_LOOP_STARTS = frozenset(("FOR", "REPEAT", "BREAK", "SPLIT"))  # statement starts too, when the others are expected
 _TYPE_STARTS = frozenset(("LBRACE", "SQSTRING", "NAME"))
 _ORDER = ("RULE", "WHEN", "TRIGGER", "ACTION", "THEN", "END", "ELIF", "ELSE", "CASE", "WHERE", "EXIT", "WITHIN", "WHEN", "COMMA", "RPAR",
           "RSQB", "RBRACE", "COLON", "SEP")

@@ -14,7 +14,7 @@ KEYWORDS = frozenset(
 )
 KEYWORD_TYPES = frozenset(k.upper() for k in KEYWORDS)
 # Keywords only where SPEC 2.2 places them (`_Machine._contextual`), names everywhere else.
-CONTEXTUAL_KEYWORDS = ("repeat", "times", "break")  # `locale` (2.1) is `_Machine._locale`
+CONTEXTUAL_KEYWORDS = ("repeat", "times", "break", "split", "by")  # `locale` (2.1) is `_Machine._locale`
 
 # After these a newline in a body continues the statement (SPEC 2.1); THEN/ELSE/SEP make the
 # newline an empty statement, which is skipped anyway.
@@ -150,8 +150,24 @@ class _Machine:
         return _virtual("SEP", tok, "\n")
 
     def _contextual(self, tok: Token) -> Token:
-        """`repeat`, `break` at a statement's start and `times` after a repeat count are keywords."""
-        if self.mode != _BODY or tok.value not in ("repeat", "break", "times"):
+        """`repeat`, `break`, `split` at a statement's start, `times` after a repeat count and `by`
+        directly after `split` are keywords."""
+        if self.mode != _BODY or tok.value not in ("repeat", "break", "times", "split", "by"):
+            return tok
+        if tok.value == "by":
+            if self.prev == "SPLIT":
+                following = self._peek_any()
+                if following is None or following.type not in ("DOT", "COLON", "EQUAL"):
+                    return Token.new_borrow_pos("BY", tok.value, tok)
+            return tok
+        if tok.value == "split":
+            # `split` at a statement's start, followed by `by`, a new line, `;` or `case` (SPEC 2.13)
+            if self.brackets or self.prev not in _STATEMENT_START:
+                return tok
+            following = self._peek_any()
+            if following is not None and (following.type in ("NL", "SEMICOLON", "CASE")
+                                          or (following.type == "NAME" and following.value == "by")):
+                return Token.new_borrow_pos("SPLIT", tok.value, tok)
             return tok
         if tok.value == "times":
             if (self.repeat_counts and self.repeat_counts[-1] == len(self.brackets)
@@ -212,7 +228,7 @@ class _Machine:
         elif self.mode == _HEADER and kind == "THEN" and not self.brackets:
             self.mode = _BODY
             self.blocks = 0
-        elif self.mode == _BODY and (kind in ("IF", "SWITCH", "REPEAT") or (kind == "FOR" and self.prev != "WAIT")):
+        elif self.mode == _BODY and (kind in ("IF", "SWITCH", "SPLIT", "REPEAT") or (kind == "FOR" and self.prev != "WAIT")):
             self.blocks += 1
         elif self.mode == _BODY and kind == "END":
             if self.blocks == 0:

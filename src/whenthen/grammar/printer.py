@@ -265,6 +265,13 @@ def _stmt(node: ast.Stmt, depth: int) -> list[str]:
                 lines.extend(_block(else_body, depth + 1))
             lines.append(f"{pad}end")
             return lines
+        case ast.Split(by=by, cases=cases):
+            lines = [f"{pad}split" + (f" by {print_expr(by)}" if by is not None else "")]
+            for case in cases:
+                lines.append(f"{pad}case {case.share}% then")
+                lines.extend(_block(case.body, depth + 1))
+            lines.append(f"{pad}end")
+            return lines
         case ast.Emit(trigger=trigger, args=args):
             return [f"{pad}emit {trigger}({_args(args)})"]
         case ast.Stop():

@@ -29,7 +29,7 @@ from whenthen.compiler.code import BytecodeError, RuleCode
 from whenthen.compiler.decls import ActionSig, ParamSig, Schema, TriggerSchema
 from whenthen.compiler.types import Type
 from whenthen.diagnostics import EventError, WhenthenError
-from whenthen.runtime import vm
+from whenthen.runtime import policies, vm
 from whenthen.runtime.clock import Clock, RealClock
 from whenthen.runtime.events import coerce_value, lookup_trigger, type_from_data, type_to_data, validate_event
 from whenthen.runtime.scheduler import Scheduler
@@ -182,6 +182,7 @@ class _Activation:
     # A new run is not stored before its first activation needs it (`Engine._materialize`): until
     # then `run.id` is 0 and this holds what `Store.create_run` needs.
     start: _Start | None = None
+    branches: list[tuple[int, int, int]] = field(default_factory=list)  # (split, case, share) taken
 
 
 @dataclass
@@ -496,6 +497,9 @@ class Engine:
         counts = self.store.run_counts()
         filtered = self.store.filtered_counts()
         unstarted = self.store.unstarted_counts()
+        branches: dict[str, list[tuple[int, int, int, int, int]]] = defaultdict(list)
+        for rule, *row in self.store.branch_counts():
+            branches[rule].append(tuple(row))  # type: ignore[arg-type]
         out = []
         for r in self.store.rules():
             runs = counts.get(r["name"], {})
@@ -510,6 +514,10 @@ class Engine:
                 out[-1]["unstarted"] = unstarted[r["name"]]
             if r["trigger"] == SCHEDULE_TRIGGER:
                 out[-1].update(self._schedule_view(r["name"], r["version"], r["state"]))
+            if branches.get(r["name"]):  # the current version's shares name the branches no run took
+                loaded = self._load(r["name"], r["version"]) if reason is None else None
+                current = policies.splits_of(loaded.code) if loaded is not None else {}
+                out[-1]["splits"] = policies.splits_view(branches[r["name"]], current)
         return out
 
     def _unloadable_reason(self, rule: str, version: int) -> str | None:
@@ -1006,6 +1014,8 @@ class Engine:
                 return
         for event_id, (trigger, data, depth, _origin) in zip(ids, act.emits, strict=True):
             self._queue.append(_Queued(event_id, trigger, data, depth))
+        if act.branches:  # SPEC 2.13: per split, the runs each branch took
+            self.store.count_branches(run.rule, run.version, list(dict.fromkeys(act.branches)))
         record = {"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": status}
         if error:
             record["error"] = error
@@ -1101,12 +1111,21 @@ class Engine:
         `rule` is an EngineError (a misspelt name must not look like a rule without runs)."""
         if rule is not None:
             self._rule_or_fail(rule)
-        return [_run_view(r) for r in self.store.runs(rule, status)]
+        return self._with_splits([_run_view(r) for r in self.store.runs(rule, status)])
 
     def runs_page(self, rule: str | None = None, status: str | None = None, before: int | None = None,
                   limit: int = 50) -> list[dict[str, Any]]:
         """The `runs` objects newest first, ids below `before`: one page, found by keyset."""
-        return [_run_view(r) for r in self.store.runs_page(rule, status, before, limit)]
+        return self._with_splits([_run_view(r) for r in self.store.runs_page(rule, status, before, limit)])
+
+    def _with_splits(self, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A run that went through a split shows each choice as `splits` (SPEC 2.13)."""
+        if views and self.store.branch_counts():
+            found = self.store.split_steps([v["id"] for v in views])
+            for view in views:
+                if view["id"] in found:
+                    view["splits"] = found[view["id"]]
+        return views
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run with its `steps` (time, kind, and for actions the args, result and error)."""
@@ -1200,7 +1219,23 @@ class _RunHost:
                        "trigger": trigger, "data": values.to_json(typed)})
         self.act.emits.append((trigger, typed, depth, "emit"))
 
+    def run_id(self) -> int:
+        """The run's id (a `split` without `by` hashes it): the run is stored first if it is new."""
+        try:
+            if not self.engine._materialize(self.act):
+                raise vm.HostAbort()
+        except StoreUnavailable as exc:
+            self.act.store_lost = exc
+            raise vm.HostAbort() from None
+        return self.act.run.id
+
     def on_step(self, step: dict[str, Any]) -> None:
+        if step.get("kind") == "branch" and "split" in step:
+            self.act.branches.append((step["split"], step["case"], step["share"]))
+            run = self.act.run
+            self.engine._trace({"kind": "branch", "at": format_datetime(self.now()), "rule": run.rule,
+                                "run": self.run_id(), "split": step["split"], "case": step["case"],
+                                "share": step["share"]})
         data = {k: v for k, v in step.items() if k != "kind"}
         self.act.steps.append({"ordinal": self.act.ordinal, "at": format_datetime(self.now()),
                                "kind": step.get("kind", "step"), "data": _dump_values(data)})

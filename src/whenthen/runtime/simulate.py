@@ -236,6 +236,8 @@ def _describe(record: dict[str, Any]) -> str:
     if kind == "emit":
         data = ", ".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in record["data"].items())
         return f"emit {record['trigger']}({data})"
+    if kind == "branch":
+        return f"split {record['split']} → case {record['case']} ({record['share']}%)"
     if kind == "run":
         status = record["status"]
         return f"→ {status}" + (f": {record['error']}" if record.get("error") else "")

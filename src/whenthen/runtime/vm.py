@@ -17,6 +17,7 @@ from whenthen.compiler.code import BytecodeError, Code, RuleCode
 from whenthen.compiler.opcodes import LOOP_LIMIT, Opcode
 from whenthen.diagnostics import RuntimeFailure
 from whenthen.runtime import ops
+from whenthen.runtime.policies import split_case
 from whenthen.stdlib.functions import FUNCTIONS, FunctionContext
 from whenthen.values import UTC, UnstorableValue, normalize, pack, render, to_json, type_name, unpack
 
@@ -121,7 +122,8 @@ Result = Done | Suspended | Failed
 
 
 class Host(Protocol):
-    """What the VM needs from the engine (or a simulation, or a test)."""
+    """What the VM needs from the engine (or a simulation, or a test). A host may also have
+    `run_id() -> int`, the run's id, which a `split` without `by` hashes (SPEC 2.13)."""
 
     def now(self) -> dt.datetime: ...
 
@@ -418,6 +420,17 @@ def _effect(
         return None
     if op is Opcode.BRANCH:
         host.on_step({"kind": "branch", "line": line, "branch": consts[arg]})
+        return None
+    if op is Opcode.SPLIT:
+        rule, number, shares, has_by = consts[arg]
+        if has_by:
+            case = split_case(rule, stack.pop(), shares)
+        else:  # by the run: a host that cannot name the run (a test's) counts as run 0
+            run_id = getattr(host, "run_id", None)
+            case = split_case(rule, None, shares, run_id=run_id() if run_id is not None else 0)
+        host.on_step({"kind": "branch", "line": line, "branch": f"case {case}", "split": number, "case": case,
+                      "share": shares[case - 1]})
+        stack.append(case)
         return None
     now = host.now()
     if op is Opcode.WAIT:

@@ -232,6 +232,12 @@ class _Layout:
                     after = case.span.end
                 self.else_part(else_body, after, depth)
                 self.add(depth, "end", self.closing_end(node), "closer")
+            case ast.Split(by=by, cases=cases):
+                self.add(depth, "split" if by is None else f"split by {self.expr(by)}", start, "stmt", first)
+                for case in cases:
+                    self.add(depth, f"case {case.share}% then", case.span.start, "opener-mid")
+                    self.block(case.body, depth + 1)
+                self.add(depth, "end", self.closing_end(node), "closer")
             case ast.Repeat(count=count, body=body):
                 self.add(depth, f"repeat {self.expr(count)} times", start, "stmt", first)
                 self.block(body, depth + 1)

@@ -165,6 +165,13 @@ class _FlowBuilder:
                     out += self.block(branch.body, [(test, "yes", False)])
                     pending = [(test, "no", False)]
                 return out + (self.block(else_body, pending) if else_body is not None else pending)
+            case ast.Split(by=by, cases=cases):
+                head = graph.node("split" if by is None else f"split by {print_expr(by)}", "decision")
+                _connect(graph, pending, head)
+                out = []
+                for case in cases:
+                    out += self.block(case.body, [(head, f"{case.share}%", False)])
+                return out
             case ast.Switch(subject=subject, cases=cases, else_body=else_body):
                 head = graph.node("switch" if subject is None else f"switch {print_expr(subject)}", "decision")
                 _connect(graph, pending, head)

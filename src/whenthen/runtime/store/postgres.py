@@ -817,6 +817,36 @@ class PostgresStore:
                     "DO UPDATE SET n = trigger_seen.n + 1", seen))
             return True
 
+    def count_branches(self, rule: str, version: int, taken: list[tuple[int, int, int]]) -> None:
+        """One more run per (split, branch, share) a run of this version took (SPEC 2.13)."""
+        if not taken:
+            return
+        with self.transaction(savepoint=False):
+            for split, branch, share in taken:
+                self._pending.append((
+                    "INSERT INTO split_counts (rule, version, split, branch, share, n) VALUES (%s, %s, %s, %s, %s, 1) "
+                    "ON CONFLICT (rule, version, split, branch) DO UPDATE SET n = split_counts.n + 1, "
+                    "share = excluded.share", (rule, version, split, branch, share)))
+
+    def split_steps(self, run_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """The split choices (`branch` steps with a `split`) of these runs, in step order."""
+        found: dict[int, list[dict[str, Any]]] = {}
+        for i in range(0, len(run_ids), 500):
+            chunk = run_ids[i:i + 500]
+            marks = ", ".join(["%s"] * len(chunk))
+            for run_id, data in self._read(
+                    f"SELECT run_id, data FROM steps WHERE run_id IN ({marks}) AND kind = 'branch' "
+                    "AND data LIKE %s ORDER BY run_id, activation, ordinal, attempt", (*chunk, '%"split"%')):
+                step = json.loads(data)
+                found.setdefault(int(run_id), []).append(
+                    {"split": step["split"], "case": step["case"], "share": step["share"]})
+        return found
+
+    def branch_counts(self) -> list[tuple[str, int, int, int, int, int]]:
+        """(rule, version, split, branch, share, runs) for every branch a split took."""
+        return [tuple(int(v) if i else v for i, v in enumerate(r)) for r in self._read(
+            "SELECT rule, version, split, branch, share, n FROM split_counts ORDER BY rule, version, split, branch")]
+
     def reject_event(self, event_id: int, error: str) -> None:
         """A claimed event whose payload no longer validates: `rejected`, with the reason."""
         with self.transaction(savepoint=False):

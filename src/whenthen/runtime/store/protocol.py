@@ -197,6 +197,12 @@ class Counters(Protocol):
     def run_gauges(self, now: float) -> tuple[int, int, float | None]:
         """(runs waiting, runs due by `now` not yet resumed, the earliest due deadline)."""
     def save_active_set(self, set_id: str, members: list[tuple[str, int]]) -> None: ...
+    def count_branches(self, rule: str, version: int, taken: list[tuple[int, int, int]]) -> None:
+        """One more run for each (split, branch, share) a run took (SPEC 2.13)."""
+    def branch_counts(self) -> list[tuple[str, int, int, int, int, int]]:
+        """(rule, version, split, branch, share, runs), ordered."""
+    def split_steps(self, run_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """Per run, its split choices ({split, case, share}) in step order."""
 
 
 class Bulk(Protocol):

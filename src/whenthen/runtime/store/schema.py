@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -61,7 +61,13 @@ CREATE INDEX IF NOT EXISTS waits_run ON waits (run_id);
 CREATE TABLE IF NOT EXISTS wait_fields (trigger TEXT NOT NULL, kind TEXT NOT NULL, field TEXT NOT NULL,
   PRIMARY KEY (trigger, kind, field));
 CREATE TABLE IF NOT EXISTS counters (rule TEXT NOT NULL, version INTEGER NOT NULL,
-  filtered INTEGER NOT NULL DEFAULT 0, unstarted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rule, version));
+  filtered INTEGER NOT NULL DEFAULT 0, unstarted INTEGER NOT NULL DEFAULT 0, limited INTEGER NOT NULL DEFAULT 0,
+  counted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (rule, version));
+CREATE TABLE IF NOT EXISTS split_counts (rule TEXT NOT NULL, version INTEGER NOT NULL, split INTEGER NOT NULL,
+  branch INTEGER NOT NULL, share INTEGER NOT NULL, n INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (rule, version, split, branch));
+CREATE TABLE IF NOT EXISTS entries (rule TEXT NOT NULL, key TEXT NOT NULL, started REAL NOT NULL,
+  run_id INTEGER NOT NULL, PRIMARY KEY (rule, key));
 CREATE TABLE IF NOT EXISTS active_sets (set_id TEXT NOT NULL, rule TEXT NOT NULL, version INTEGER NOT NULL,
   PRIMARY KEY (set_id, rule, version));
 CREATE TABLE IF NOT EXISTS trigger_seen (trigger TEXT NOT NULL, set_id TEXT NOT NULL,
@@ -94,7 +100,9 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "waits": (("run_id", "kind", "clause", "trigger", "field", "value"),
               ("run_id", "kind", "clause", "trigger", "field", "value")),
     "wait_fields": (("trigger", "kind", "field"), ("trigger", "kind", "field")),
-    "counters": (("rule", "version", "filtered", "unstarted"), ("rule", "version")),
+    "counters": (("rule", "version", "filtered", "unstarted", "limited", "counted"), ("rule", "version")),
+    "split_counts": (("rule", "version", "split", "branch", "share", "n"), ("rule", "version", "split", "branch")),
+    "entries": (("rule", "key", "started", "run_id"), ("rule", "key")),
     "active_sets": (("set_id", "rule", "version"), ("set_id", "rule", "version")),
     "trigger_seen": (("trigger", "set_id", "n"), ("trigger", "set_id")),
     "outbox": (("id", "run_id", "action", "args", "idem_key", "created_at"), ("id",)),
@@ -155,9 +163,25 @@ def _v2_checksums(m: Migrator) -> None:
                       "SELECT idem_key, result FROM steps WHERE result IS NOT NULL AND idem_key IS NOT NULL")])
 
 
+def _v3_policies(m: Migrator) -> None:
+    """Journey policies (SPEC 2.10–2.13): `limited` and `counted` per rule version, the runs each
+    split's branches took, and the last start per entry-limit key (one row per rule and key, so
+    the limit is one primary-key lookup however many runs there were)."""
+    big = "BIGINT" if m.dialect == "postgresql" else "INTEGER"
+    real = "DOUBLE PRECISION" if m.dialect == "postgresql" else "REAL"
+    m.execute(f"ALTER TABLE counters ADD COLUMN limited {big} NOT NULL DEFAULT 0")
+    m.execute(f"ALTER TABLE counters ADD COLUMN counted {big} NOT NULL DEFAULT 0")
+    m.execute(f"CREATE TABLE IF NOT EXISTS split_counts (rule TEXT NOT NULL, version {big} NOT NULL, "
+              f"split {big} NOT NULL,\n  branch {big} NOT NULL, share {big} NOT NULL, n {big} NOT NULL DEFAULT 0,"
+              "\n  PRIMARY KEY (rule, version, split, branch))")
+    m.execute(f"CREATE TABLE IF NOT EXISTS entries (rule TEXT NOT NULL, key TEXT NOT NULL, started {real} NOT NULL,"
+              f"\n  run_id {big} NOT NULL, PRIMARY KEY (rule, key))")
+
+
 # In order; the last one's `to_version` is SCHEMA_VERSION.
 MIGRATIONS: list[Migration] = [
     Migration(2, "checksums on bytecode, run snapshots and journaled results", _v2_checksums),
+    Migration(3, "journey policies: limited/counted counts, split branch counts, entry-limit keys", _v3_policies),
 ]
 
 
@@ -226,7 +250,13 @@ CREATE INDEX IF NOT EXISTS waits_run ON waits (run_id);
 CREATE TABLE IF NOT EXISTS wait_fields (trigger TEXT NOT NULL, kind TEXT NOT NULL, field TEXT NOT NULL,
   PRIMARY KEY (trigger, kind, field));
 CREATE TABLE IF NOT EXISTS counters (rule TEXT NOT NULL, version BIGINT NOT NULL,
-  filtered BIGINT NOT NULL DEFAULT 0, unstarted BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (rule, version));
+  filtered BIGINT NOT NULL DEFAULT 0, unstarted BIGINT NOT NULL DEFAULT 0, limited BIGINT NOT NULL DEFAULT 0,
+  counted BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (rule, version));
+CREATE TABLE IF NOT EXISTS split_counts (rule TEXT NOT NULL, version BIGINT NOT NULL, split BIGINT NOT NULL,
+  branch BIGINT NOT NULL, share BIGINT NOT NULL, n BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (rule, version, split, branch));
+CREATE TABLE IF NOT EXISTS entries (rule TEXT NOT NULL, key TEXT NOT NULL, started DOUBLE PRECISION NOT NULL,
+  run_id BIGINT NOT NULL, PRIMARY KEY (rule, key));
 CREATE TABLE IF NOT EXISTS active_sets (set_id TEXT NOT NULL, rule TEXT NOT NULL, version BIGINT NOT NULL,
   PRIMARY KEY (set_id, rule, version));
 CREATE TABLE IF NOT EXISTS trigger_seen (trigger TEXT NOT NULL, set_id TEXT NOT NULL,

@@ -619,6 +619,35 @@ class SQLiteStore:
                           "DO UPDATE SET n = n + 1", seen)
             return True
 
+    def count_branches(self, rule: str, version: int, taken: list[tuple[int, int, int]]) -> None:
+        """One more run per (split, branch, share) a run of this version took (SPEC 2.13)."""
+        if not taken:
+            return
+        with self.transaction(savepoint=False) as c:
+            c.executemany(
+                "INSERT INTO split_counts (rule, version, split, branch, share, n) VALUES (?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT (rule, version, split, branch) DO UPDATE SET n = n + 1, share = excluded.share",
+                [(rule, version, split, branch, share) for split, branch, share in taken])
+
+    def split_steps(self, run_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """The split choices (`branch` steps with a `split`) of these runs, in step order."""
+        found: dict[int, list[dict[str, Any]]] = {}
+        for i in range(0, len(run_ids), 500):
+            chunk = run_ids[i:i + 500]
+            marks = ", ".join(["?"] * len(chunk))
+            for run_id, data in self.conn.execute(
+                    f"SELECT run_id, data FROM steps WHERE run_id IN ({marks}) AND kind = 'branch' "
+                    "AND data LIKE ? ORDER BY run_id, activation, ordinal, attempt", (*chunk, '%"split"%')):
+                step = json.loads(data)
+                found.setdefault(int(run_id), []).append(
+                    {"split": step["split"], "case": step["case"], "share": step["share"]})
+        return found
+
+    def branch_counts(self) -> list[tuple[str, int, int, int, int, int]]:
+        """(rule, version, split, branch, share, runs) for every branch a split took."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT rule, version, split, branch, share, n FROM split_counts ORDER BY rule, version, split, branch")]
+
     def reject_event(self, event_id: int, error: str) -> None:
         """A claimed event whose payload no longer validates: `rejected`, with the reason."""
         with self.transaction(savepoint=False) as c:  # one statement
