@@ -88,3 +88,21 @@ def test_an_edit_reparses_and_rechecks_only_what_it_touched() -> None:
     assert users and users[0] and changed.checked >= len(users)
     assert changed.diagnostics == {p: d for p, d in changed.diagnostics.items()}
     assert _incremental(workspace, texts) == _diagnostics(texts)
+
+
+@pytest.mark.parametrize("stop_after", [0, 1, 2, 3])
+def test_a_cancelled_pass_leaves_nothing_stale(stop_after: int) -> None:
+    from whenthen.tools.workspace import Cancelled
+
+    texts = {str(p): p.read_text(encoding="utf-8") for p in sorted(EXAMPLES.glob("*.rules"))}
+    workspace = Workspace()
+    workspace.update(texts)
+    schema, guests = str(EXAMPLES / "schema.rules"), str(EXAMPLES / "guests.rules")
+    edited = dict(texts)
+    edited[schema] = texts[schema].replace("first_name: str", "first_name: int", 1)
+    edited[guests] = texts[guests].replace("wait 24h", "wait 24h\n  let z = 1 +")
+    calls = iter(range(1000))
+    with pytest.raises(Cancelled):
+        workspace.update(edited, lambda: next(calls) >= stop_after)
+    assert _incremental(workspace, texts) == _diagnostics(texts)  # back as it was
+    assert _incremental(workspace, edited) == _diagnostics(edited)

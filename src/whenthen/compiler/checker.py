@@ -1274,7 +1274,6 @@ class CheckedRule:
     calls: dict[int, ResolvedCall]
     reads: set[tuple[str, str]]
     every: set[str]
-    reads_keys: dict[tuple[str, str], object] = field(default_factory=dict)  # for the caller
 
 
 def check_declarations(files: list[ast.File], parse_diags: list[Diagnostic], schema: Schema | None = None) -> Declarations:

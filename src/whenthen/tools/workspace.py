@@ -55,7 +55,7 @@ class Segment:
     text: str
     items: list[ast.Item]
     diagnostics: list[Diagnostic]
-    checks: dict[int, tuple[CheckedRule, str, str]] = field(default_factory=dict)  # id -> (result, tz, locale)
+    checks: dict[int, tuple[CheckedRule, str, str, int]] = field(default_factory=dict)  # id -> (result, tz, locale, version)
     reusable: bool = True  # parsed alone, closed: the same text parses the same anywhere
 
     def move(self, start: int, line: int) -> None:
@@ -77,9 +77,8 @@ class Segment:
                     if type(value) is Span:
                         object.__setattr__(node, name, moved(value))
         self.diagnostics = [dataclasses.replace(d, span=moved(d.span)) for d in self.diagnostics]
-        for key, (checked, tz, locale) in self.checks.items():
+        for checked, _, _, _ in self.checks.values():
             checked.diagnostics = [dataclasses.replace(d, span=moved(d.span)) for d in checked.diagnostics]
-            self.checks[key] = (checked, tz, locale)
         self.start, self.line = start, line
 
 
@@ -228,6 +227,11 @@ class Workspace:
         self.files: dict[str, FileState] = {}
         self.keys: dict[tuple[str, str], object] = {}  # the declarations of the last pass
         self.result: Result | None = None
+        self._every: dict[str, tuple[tuple[str, object], ...]] = {}  # the last pass's declarations by kind
+        self.version = 0  # counts the passes that saw declarations change
+        self.last_change = 0
+        self.changed_at: dict[tuple[str, str], int] = {}  # (kind, name) -> version of its last change
+        self.kind_changed_at: dict[str, int] = {}
 
     def update(self, texts: dict[str, str], cancelled: Callable[[], bool] = lambda: False) -> Result:
         """Bring the analysis to `texts` (path -> text, the whole folder); raises Cancelled when
@@ -251,18 +255,22 @@ class Workspace:
         decls = check_declarations([f.file for f in ordered], parse_diags)
         schema = decls.schema
         tables = {"trigger": schema.triggers, "action": schema.actions, "function": schema.functions}
-        keys_now: dict[tuple[str, str], object] = {}
-
-        def key(kind: str, name: str) -> object:
-            k = (kind, name)
-            if k not in keys_now:
-                keys_now[k] = _key(kind, tables[kind].get(name))
-            return keys_now[k]
-
+        # which declarations changed since the last pass (finished or not): a check made at
+        # version v is fresh while none of what it read changed after v
         every_now = {kind: tuple((n, _key(kind, v)) for n, v in table.items()) for kind, table in tables.items()}
-        every_before = getattr(self, "_every", None)
-        changed_kinds = {k for k in every_now if every_before is None or every_before.get(k) != every_now[k]}
+        changed_kinds = {k for k in every_now if self._every.get(k) != every_now[k]}
+        if changed_kinds:
+            self.version += 1
+            self.last_change = self.version
+            keys_now = {(kind, n): k for kind, pairs in every_now.items() for n, k in pairs}
+            keys_before = {(kind, n): k for kind, pairs in self._every.items() for n, k in pairs}
+            for k in keys_now.keys() | keys_before.keys():
+                if keys_now.get(k) != keys_before.get(k):
+                    self.changed_at[k] = self.version
+            for kind in changed_kinds:
+                self.kind_changed_at[kind] = self.version
         self._every = every_now
+        version, changed_at, kind_changed_at = self.version, self.changed_at, self.kind_changed_at
 
         rules: list[RuleInfo] = []
         diagnostics: dict[str, list[Diagnostic]] = {}
@@ -287,14 +295,14 @@ class Workspace:
                         continue
                     entry = seg.checks.get(item.id)
                     fresh = (entry is not None and entry[1] == tz and entry[2] == locale
-                             and not (entry[0].every & changed_kinds)
-                             and all(entry[0].reads_keys.get(r) == key(*r) for r in entry[0].reads))
+                             and (entry[3] >= self.last_change
+                                  or (all(kind_changed_at.get(k, 0) <= entry[3] for k in entry[0].every)
+                                      and all(changed_at.get(r, 0) <= entry[3] for r in entry[0].reads))))
                     if not fresh:
                         if cancelled():
                             raise Cancelled
                         result = check_rule(decls, item, state.file, state.source, tz, locale)
-                        result.reads_keys = {r: key(*r) for r in result.reads}
-                        seg.checks[item.id] = entry = (result, tz, locale)
+                        seg.checks[item.id] = entry = (result, tz, locale, version)
                         checked_count += 1
                     checked = entry[0]
                     info = checked.info
