@@ -82,7 +82,7 @@ def timed(fn: Callable[[], int], repeat: int = 3) -> tuple[float, int]:
 
 
 def in_process(engine: Engine, events: list[tuple[str, dict[str, Any]]]) -> dict[str, tuple[float, int]]:
-    groups = engine._starts
+    groups = engine.catalog.starts
     typed = [(groups[t], engine.trigger_schema(t), d) for t, d in events]
     from whenthen.runtime.events import validate_event
 
@@ -126,7 +126,7 @@ def main() -> None:
                 assert fast_n == slow_n, (shape, rules, fast_n, slow_n)
                 emitted = events[:args.emits]
                 emit_s, runs = end_to_end(engine, emitted)
-                expected = sum(1 for t, d in emitted for r in engine._starts[t].rules if _accepts(r, engine, t, d))
+                expected = sum(1 for t, d in emitted for r in engine.catalog.starts[t].rules if _accepts(r, engine, t, d))
                 assert runs == expected, (shape, rules, runs, expected)
                 engine.close()
                 n = len(events)

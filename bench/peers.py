@@ -63,7 +63,7 @@ def whenthen_filters() -> dict[str, Check]:
                             for name, cond in (("simple", SIMPLE), ("heavy", HEAVY)))
     engine.publish(compile_rules(text, engine.schema), enable=True)
     engine.trigger_schema("guest.added")  # loads the active rules
-    return {loaded.name: loaded.accepts for loaded in engine._starts["guest.added"].rules}
+    return {loaded.name: loaded.accepts for loaded in engine.catalog.starts["guest.added"].rules}
 
 
 def rule_engine_check(expr: str) -> Check:

@@ -439,7 +439,7 @@ def test_equality_index_agrees_with_evaluating_every_filter(tmp_path_factory, ev
         engine.emit("job.created", data)
         typed = validate_event(engine.trigger_schema("job.created"), data)
         expected += [rule for rule in "ABCDEF"
-                     if vm.eval_filter(engine._load(rule, 1).code, typed)]  # every filter, the slow way
+                     if vm.eval_filter(engine.catalog.load(rule, 1).code, typed)]  # every filter, the slow way
     assert [r["rule"] for r in engine.runs()] == expected
 
 
@@ -464,7 +464,7 @@ def test_single_field_index_agrees_with_evaluating_every_filter(tmp_path_factory
         trigger = "ping.sent" if "n" in data else "job.created"
         engine.emit(trigger, data)
         typed = validate_event(engine.trigger_schema(trigger), data)
-        expected += [r.name for r in engine._starts[trigger].rules if vm.eval_filter(r.code, typed)]
+        expected += [r.name for r in engine.catalog.starts[trigger].rules if vm.eval_filter(r.code, typed)]
     assert [r["rule"] for r in engine.runs()] == expected
 
 

@@ -373,7 +373,7 @@ def _set_states(obj: Context, rules: tuple[str, ...], state: str) -> None:
     change = {"active": engine.enable, "paused": engine.pause, "archived": engine.archive}[state]
     try:
         for rule in rules:
-            engine._rule_or_fail(rule)
+            engine.catalog.rule_or_fail(rule)
         for rule in rules:
             change(rule)
     except WhenthenError as exc:
@@ -653,7 +653,7 @@ def runs(obj: Context, rule: str | None, status: str | None, limit: int, fmt: st
     try:
         if limit:
             if rule is not None:
-                engine._rule_or_fail(rule)  # a misspelt name is an error, not an empty page
+                engine.catalog.rule_or_fail(rule)  # a misspelt name is an error, not an empty page
             found = list(reversed(engine.runs_page(rule=rule, status=status, limit=limit + 1)))
         else:
             found = engine.runs(rule=rule, status=status)

@@ -8,30 +8,29 @@ retries and the journal work.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import inspect
 import json
 import logging
 import os
-import secrets
-import socket
 import sys
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from whenthen import calendar, values
-from whenthen.calendar import SCHEDULE_TRIGGER, epoch, from_epoch
-from whenthen.compiler.code import BytecodeError, RuleCode
+from whenthen import values
+from whenthen.calendar import SCHEDULE_TRIGGER, epoch
+from whenthen.compiler.code import BytecodeError
 from whenthen.compiler.decls import ActionSig, ParamSig, Schema, TriggerSchema
 from whenthen.compiler.types import Type
-from whenthen.diagnostics import EventError, WhenthenError
-from whenthen.runtime import policies, vm
+from whenthen.diagnostics import EventError
+from whenthen.runtime import vm
+from whenthen.runtime.catalog import Catalog, LoadedRule, Published, compiled_hash, field_path, index_key
 from whenthen.runtime.clock import Clock, RealClock
-from whenthen.runtime.events import coerce_value, lookup_trigger, type_from_data, type_to_data, validate_event
+from whenthen.runtime.context import Context, EngineError, Queued, dump_values, dumps, storable
+from whenthen.runtime.events import coerce_value, lookup_trigger, validate_event
 from whenthen.runtime.scheduler import Scheduler
 from whenthen.runtime.store import LeaseLost, RunRow, StoreUnavailable, open_store
 from whenthen.stdlib.config import StdlibConfig
@@ -41,6 +40,9 @@ from whenthen.values import format_datetime
 
 if TYPE_CHECKING:
     from whenthen.api import Program, SourceOrPaths
+
+__all__ = ["MAX_EMIT_DEPTH", "ActionUnavailable", "Engine", "EngineError", "LoadedRule", "Published", "RetryPolicy",
+           "action_signature", "compiled_hash", "index_key", "load_actions_module", "load_host_triggers"]
 
 MAX_EMIT_DEPTH = vm.MAX_EMIT_DEPTH
 # A cascade commits at least this often (units of work: events dispatched, runs started), so
@@ -52,10 +54,6 @@ CASCADE_PAUSE_SECONDS = 0.005
 _log = logging.getLogger("whenthen.engine")
 ENDED = ("completed", "failed", "exited")
 _FAILURE_TRIGGERS = ("run.failed", "action.failed")
-
-
-class EngineError(WhenthenError):
-    """A request the engine cannot satisfy: unknown rule or version, bad program."""
 
 
 @dataclass(frozen=True)
@@ -78,97 +76,6 @@ class ActionUnavailable(PermanentActionError):  # noqa: N818 - never retried
 
 
 @dataclass
-class LoadedRule:
-    """One version of a rule, decoded once, with its filter ready to call."""
-
-    name: str
-    version: int
-    code: RuleCode
-    accepts: Callable[[dict[str, Any]], bool]
-
-
-@dataclass
-class _TriggerRules:
-    """The active rules on one trigger, indexed by a `field = constant` each filter requires
-    (`RuleCode.equalities`), so an event evaluates only the filters it can satisfy: with 1,000
-    rules each on its own `country = '…'`, one dict lookup finds the one or two to evaluate."""
-
-    rules: list[LoadedRule]
-    set_id: str  # names this set of (rule, version) for the filtered counts
-    unindexed: list[int]
-    index: dict[str, dict[Any, list[int]]]  # field -> _lookup_key(constant) -> positions in rules
-
-    @classmethod
-    def build(cls, rules: list[LoadedRule]) -> _TriggerRules:
-        unindexed: list[int] = []
-        index: dict[str, dict[Any, list[int]]] = defaultdict(lambda: defaultdict(list))
-        for position, loaded in enumerate(rules):
-            if loaded.code.equalities:
-                fld, constant = loaded.code.equalities[0]
-                index[fld][_lookup_key(constant)].append(position)
-            else:
-                unindexed.append(position)
-        members = "\n".join(f"{r.name}\0{r.version}" for r in rules)
-        set_id = hashlib.sha256(members.encode()).hexdigest()[:20]
-        return cls(rules, set_id, unindexed, {f: dict(v) for f, v in index.items()})
-
-    def __post_init__(self) -> None:
-        # The common shapes, answered without merging: few rules or no index (evaluating up to
-        # SMALL filters costs less than the lookup), or one indexed field only.
-        if len(self.rules) <= _SMALL:
-            self.index, self.unindexed = {}, list(range(len(self.rules)))
-        self._all_unindexed = [self.rules[i] for i in self.unindexed] if not self.index else None
-        self._single: tuple[str, dict[Any, list[LoadedRule]]] | None = None
-        if len(self.index) == 1 and not self.unindexed:
-            [(fld, by_value)] = self.index.items()
-            self._single = (fld, {key: [self.rules[i] for i in found] for key, found in by_value.items()})
-
-    def candidates(self, data: dict[str, Any]) -> list[LoadedRule]:
-        """The rules whose filter may be true for `data`, in rule order."""
-        if self._all_unindexed is not None:
-            return self._all_unindexed
-        if self._single is not None:
-            fld, by_value = self._single
-            value = data.get(fld) if "." not in fld else _field_path(data, fld)
-            return by_value.get(_lookup_key(value), _NONE)
-        found = list(self.unindexed)
-        for fld, by_value in self.index.items():
-            found.extend(by_value.get(_lookup_key(_field_path(data, fld)), ()))
-        found.sort()
-        return [self.rules[i] for i in found]
-
-
-_NONE: list[LoadedRule] = []
-_SMALL = 3  # bench/dispatch.py: one lookup costs about what three simple filters do
-
-
-def _lookup_key(value: Any) -> Any:
-    """The key of a value in the in-memory equality index: a str is its own key (the common case,
-    no encoding); any other value its `index_key` text. Values equal in whenthen get equal keys;
-    a str that happens to equal another value's key text only adds a candidate, whose filter is
-    still evaluated."""
-    return value if value.__class__ is str else index_key(value)
-
-
-@dataclass
-class Published:
-    """What `publish` did to one rule."""
-
-    rule: str
-    version: int
-    new_version: bool
-    state: str
-
-
-@dataclass
-class _Queued:
-    event_id: int
-    trigger: str
-    data: dict[str, Any]
-    depth: int
-
-
-@dataclass
 class _Activation:
     """What one activation of a run produced, committed together at its end."""
 
@@ -186,40 +93,16 @@ class _Activation:
 
 
 @dataclass
-class _Budget:
-    """What one external event may still cause (docs/engine.md, "Fan-out budget")."""
-
-    runs: int
-    events: int
-    work: int = 0  # units since the last commit
-    since: float = field(default_factory=time.monotonic)  # when the current chunk began
-    spent: bool = False
-
-    def refusal(self, what: str, limit: int) -> str:
-        self.spent = True
-        return (f"fan-out budget exceeded: one external event may cause at most {limit} {what} "
-                f"([limits] fan_out_{what.split()[0]} in whenthen.toml)")
-
-
-@dataclass
 class _Start:
-    event: _Queued
+    event: Queued
     now: dt.datetime
     exits: list[tuple[str, int, str, str | None, str | None]]
 
 
-def index_key(value: Any) -> str:
-    """The text under which a value is indexed for wait-for and exit lookups (80 and 80.0 agree)."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return json.dumps(values.to_json(value), sort_keys=True, separators=(",", ":"))
-
-
-def _field_path(data: dict[str, Any], path: str) -> Any:
-    value: Any = data
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+def _shared(name: str, doc: str) -> Any:
+    """A property of the engine that is its parts' shared setting `name` (read and set)."""
+    return property(lambda self: getattr(self.ctx, name), lambda self, value: setattr(self.ctx, name, value),
+                    doc=doc)
 
 
 class Engine:
@@ -234,28 +117,19 @@ class Engine:
         self.config = config if config is not None else StdlibConfig() if dry_run else StdlibConfig.load(db=db)
         self.transports = Transports(self.config)
         self.store = open_store(db, read_only=read_only)  # read_only: never creates, upgrades or writes
-        self.clock: Clock = clock or RealClock()
+        self.ctx = Context(self.store, clock or RealClock(), self.config, lease_seconds=lease_seconds,
+                           on_trace=on_trace)
         self.retry = retry or RetryPolicy()
-        self.lease_seconds = lease_seconds
         self.dry_run = dry_run  # simulate: actions are recorded; only host actions give results
-        self.on_trace = on_trace
         # called after each action call with (name, seconds, failed): the service's metrics
         self.on_action: Callable[[str, float, bool], None] | None = None
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._host_actions: dict[str, ActionSig] = {}
-        self._host_triggers: dict[str, TriggerSchema] = {}
-        self._loaded: dict[tuple[str, int], LoadedRule] = {}
-        self._unloadable: dict[tuple[str, int], str] = {}  # (rule, version) -> why it cannot be loaded
-        self._unloadable_on: dict[str, list[tuple[str, int]]] = {}  # trigger -> active unloadable versions
-        self._generation = -1
-        self._active: dict[str, list[LoadedRule]] = {}
-        self._starts: dict[str, _TriggerRules] = {}
-        self._triggers: dict[str, TriggerSchema] = {}
-        self._actions: dict[str, ActionSig] = {}
-        self._queue: deque[_Queued] = deque()
-        self._budget = self._new_budget()
-        self._held: set[int] = set()  # queued events this process leased ahead of their dispatch
+        self.catalog = Catalog(self.ctx)
         self.scheduler = Scheduler(self)
+
+    clock = _shared("clock", "The engine's clock (a simulated one in simulate and the REPL).")
+    lease_seconds = _shared("lease_seconds", "How long a claim on an event or a run lasts unrenewed.")
+    on_trace = _shared("on_trace", "Called with each trace record (simulate, the REPL), or None.")
+    owner = _shared("owner", "This engine's name in leases: host:pid:random.")
 
     def close(self) -> None:
         self.store.close()
@@ -265,20 +139,13 @@ class Engine:
     @property
     def schema(self) -> Schema:
         """The stdlib, system triggers and host actions: what to compile a program against."""
-        from whenthen.stdlib import default_schema
-
-        schema = default_schema()
-        schema.triggers.update(self._host_triggers)
-        schema.actions.update(self._host_actions)
-        return schema
+        return self.catalog.schema
 
     def action(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
         """Register a host action (usable as `engine.action(fn)` or `@engine.action`), typed by its
         annotations. A parameter named `idempotency_key` receives the journal's key."""
         def register(func: Callable[..., Any]) -> Callable[..., Any]:
-            sig = action_signature(func, name)
-            self._host_actions[sig.name] = sig
-            self._generation = -1
+            self.catalog.add_host_action(action_signature(func, name))
             return func
         return register(fn) if fn is not None else register
 
@@ -288,109 +155,36 @@ class Engine:
         from whenthen.runtime.host import trigger_schema
 
         schema = trigger_schema(name, model)
-        self._host_triggers[name] = schema
-        self._generation = -1
+        self.catalog.add_host_trigger(name, schema)
         return schema
 
     def unbound_actions(self) -> list[str]:
         """Actions that active rules call, declared in a program, with no implementation here."""
-        self._refresh()
-        called: set[str] = set()
-        for loaded in (rule for rules in self._active.values() for rule in rules):
-            called |= _called_actions(loaded.code)
-        return sorted(name for name in called if (sig := self._actions.get(name)) is not None
-                      and sig.origin != "stdlib" and sig.impl is None)
+        return self.catalog.unbound_actions()
 
     def check_bindings(self) -> None:
         """Raise EngineError when an active rule calls a declared action with no implementation,
         unless unbound actions are opted into the outbox (`WHENTHEN_UNBOUND_ACTIONS=outbox`).
         The CLI calls it before `emit`, `ingest` and `worker` run anything; embedders call it once
         after registering their actions."""
-        missing = self.unbound_actions()
-        if missing and self.config.unbound_actions != "outbox":
-            names = ", ".join(missing)
-            raise EngineError(f"no implementation for action(s) {names}: register them with engine.action or "
-                              "--actions MODULE_OR_FILE.py, or set WHENTHEN_UNBOUND_ACTIONS=outbox to record "
-                              "their calls in the outbox")
-
-    def _refresh(self) -> None:
-        """Reload active rules and declarations when another call or process changed them."""
-        generation = self.store.generation()
-        if generation == self._generation:
-            return
-        from whenthen.stdlib import default_schema
-
-        schema = default_schema()
-        triggers = dict(schema.triggers)
-        for name, body in self.store.decls("trigger").items():
-            triggers[name] = TriggerSchema(name, type_from_data(body), origin="program")
-        actions = dict(schema.actions)
-        for name, body in self.store.decls("action").items():
-            actions[name] = action_from_data(name, body)
-        actions.update(self._host_actions)
-        triggers.update(self._host_triggers)
-        self._triggers, self._actions = triggers, actions
-        active: dict[str, list[LoadedRule]] = defaultdict(list)
-        unloadable: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        for rule, version, trigger, _ in self.store.active_versions():
-            loaded = self._load(rule, version)
-            if loaded is not None:
-                active[trigger].append(loaded)
-            else:  # never runs; the events it misses are counted (`rules` shows it with the reason)
-                unloadable[trigger].append((rule, version))
-        self._active = dict(active)
-        self._unloadable_on = dict(unloadable)
-        self._starts = {trigger: _TriggerRules.build(rules) for trigger, rules in active.items()
-                        if trigger != SCHEDULE_TRIGGER}
-        for group in self._starts.values():
-            self.store.save_active_set(group.set_id, [(r.name, r.version) for r in group.rules])
-        self._generation = generation
-
-    def _load(self, rule: str, version: int) -> LoadedRule | None:
-        key = (rule, version)
-        loaded = self._loaded.get(key)
-        if loaded is None:
-            row = self.store.version(rule, version)
-            if row is None:
-                self._unloadable[key] = f"version {version} of rule '{rule}' is missing"
-                return None
-            if row.get("damaged"):  # failed its checksum: never decoded, never run
-                self._unloadable[key] = row["damaged"]
-                return None
-            try:
-                code = RuleCode.decode(row["bytecode"])
-            except BytecodeError as exc:  # written by another format version: never crash
-                self._unloadable[key] = f"version {version} of rule '{rule}' is unloadable: {exc}"
-                return None
-            loaded = LoadedRule(rule, version, code, _filter_of(code))
-            self._loaded[key] = loaded
-        return loaded
+        self.catalog.check_bindings()
 
     def trigger_schema(self, trigger: str) -> TriggerSchema:
         """The schema of a trigger known to this database (EventError if unknown)."""
-        self._refresh()
-        return lookup_trigger(self._triggers, trigger)
+        return self.catalog.trigger_schema(trigger)
 
     def triggers(self) -> dict[str, TriggerSchema]:
         """The triggers events may be emitted on (declared by published programs or the host),
         by name; not the ones the engine fires itself (schedules, `run.failed`, …)."""
-        self._refresh()
-        return {name: t for name, t in sorted(self._triggers.items()) if t.origin not in ("schedule", "system")}
+        return self.catalog.emittable_triggers()
 
     def rule(self, name: str) -> dict[str, Any]:
         """One rule as `rules` lists it, with its current `source` and its `versions`."""
-        self._rule_or_fail(name)
-        found = next(r for r in self.rules() if r["name"] == name)
-        current = self.store.version(name, found["version"])
-        return dict(found, source=current["source"] if current else None, versions=self.versions(name))
+        return self.catalog.rule(name)
 
     def source(self, rule: str, version: int) -> str:
         """The source text of one stored version of a rule."""
-        self._rule_or_fail(rule)
-        found = self.store.version(rule, version)
-        if found is None:
-            raise EngineError(f"rule '{rule}' has no version {version}")
-        return found["source"]
+        return self.catalog.source(rule, version)
 
     # ------------------------------------------------------------------ versions
 
@@ -401,163 +195,34 @@ class Engine:
         With `prune`, the stored rules the program no longer has (left out, or renamed) are
         archived in the same transaction (SPEC 3: `publish … --prune`).
         A compiled Program carries everything stored (bytecode and its trigger uses); source is
-        compiled against this database's declarations first."""
-        from whenthen.api import Program, compile
-
-        if not isinstance(program, Program):
-            program = compile(program, self.schema)
-        with self.store.batch():  # one transaction: the whole program or nothing, even if the process dies
-            report = self._publish_compiled(program, author, enable)
-            if prune:
-                for row in self.store.rules():
-                    if row["name"] not in program.rules and row["state"] != "archived":
-                        self.store.set_state(row["name"], "archived")
-                        report.append(Published(row["name"], row["version"], False, "archived"))
-            return report
-
-    def _publish_compiled(self, program: Any, author: str | None, enable: bool) -> list[Published]:
-        at = format_datetime(self.clock.now())
-        for name, trig in program.schema.triggers.items():
-            if trig.origin in ("program", "host"):  # host ones too: a CLI worker can then validate
-                self.store.save_decl("trigger", name, type_to_data(trig.type))
-        for name, sig in program.schema.actions.items():
-            if sig.origin == "program":
-                self.store.save_decl("action", name, action_to_data(sig))
-        report = []
-        for name, code in program.rules.items():
-            blob = code.encode()
-            digest = compiled_hash(code)
-            current = self.store.rule(name)
-            if enable and code.schedule is not None and (current is None or current["state"] != "active"):
-                self.store.arm_schedule(name, epoch(self.clock.now()))  # owes no slot before it is enabled
-            if current is not None:
-                old = self.store.version(name, current["version"])
-                if old is not None and old["hash"] == digest and not old.get("damaged"):
-                    if enable and current["state"] != "active":
-                        self.store.set_state(name, "active")
-                    state = "active" if enable else current["state"]
-                    report.append(Published(name, current["version"], False, state))
-                    continue
-            number = self.store.add_version(name, code.source, blob, digest, author, at, code.trigger,
-                                            "active" if enable else "paused")
-            self.store.save_uses(name, number, list(code.uses))
-            if enable:
-                self.store.set_state(name, "active")
-            state = self.store.rule(name)["state"]  # type: ignore[index]
-            report.append(Published(name, number, True, state))
-        return report
-
-    def _rule_or_fail(self, rule: str) -> dict[str, Any]:
-        found = self.store.rule(rule)
-        if found is None:
-            known = [r["name"] for r in self.store.rules()]
-            import difflib
-
-            lowered = {k.lower(): k for k in known}
-            close = difflib.get_close_matches(rule.lower(), list(lowered), n=1)
-            hint = f"; did you mean '{lowered[close[0]]}'?" if close else ""
-            raise EngineError(f"unknown rule '{rule}'{hint}")
-        return found
+        compiled against this database's declarations first. One transaction: all or nothing."""
+        return self.catalog.publish(program, author, enable, prune)
 
     def enable(self, rule: str) -> None:
-        found = self._rule_or_fail(rule)
-        if found["trigger"] == SCHEDULE_TRIGGER and found["state"] != "active":
-            self.store.arm_schedule(rule, epoch(self.clock.now()))  # slots while paused are not owed
-        self.store.set_state(rule, "active")
+        self.catalog.enable(rule)
 
     def pause(self, rule: str) -> None:
-        self._rule_or_fail(rule)
-        self.store.set_state(rule, "paused")
+        self.catalog.pause(rule)
 
     def archive(self, rule: str) -> None:
         """Retire a rule (SPEC 3): no new runs, in-flight runs finish, hidden from listings unless
         asked for; its versions stay, and `enable` brings it back."""
-        self._rule_or_fail(rule)
-        self.store.set_state(rule, "archived")
+        self.catalog.archive(rule)
 
     def revert(self, rule: str, version: int, author: str | None = None) -> int:
         """Append a new version equal to `version` and make it current; returns its number."""
-        current = self._rule_or_fail(rule)
-        old = self.store.version(rule, version)
-        if old is None:
-            raise EngineError(f"rule '{rule}' has no version {version} (it has 1 to {current['version']})")
-        if old.get("damaged"):
-            raise EngineError(f"{old['damaged']}: cannot revert to it")
-        at = format_datetime(self.clock.now())
-        number = self.store.add_version(rule, old["source"], old["bytecode"], old["hash"],
-                                        author or f"revert to {version}", at, old["trigger"], current["state"])
-        self.store.save_uses(rule, number, self.store.version_uses(rule, version))
-        return number
+        return self.catalog.revert(rule, version, author)
 
     def versions(self, rule: str) -> list[dict[str, Any]]:
-        current = self._rule_or_fail(rule)
-        return [dict(v, current=v["version"] == current["version"]) for v in self.store.versions(rule)]
+        return self.catalog.versions(rule)
 
     def rules(self) -> list[dict[str, Any]]:
-        counts = self.store.run_counts()
-        filtered = self.store.filtered_counts()
-        unstarted = self.store.unstarted_counts()
-        branches: dict[str, list[tuple[int, int, int, int, int]]] = defaultdict(list)
-        for rule, *row in self.store.branch_counts():
-            branches[rule].append(tuple(row))  # type: ignore[arg-type]
-        out = []
-        for r in self.store.rules():
-            runs = counts.get(r["name"], {})
-            out.append({"name": r["name"], "version": r["version"], "state": r["state"], "trigger": r["trigger"],
-                        "runs": sum(runs.values()), **{s: runs.get(s, 0) for s in
-                                                       ("running", "waiting", "completed", "failed", "exited")},
-                        "filtered": filtered.get(r["name"], 0)})
-            reason = self._unloadable_reason(r["name"], r["version"])
-            if reason is not None:  # SPEC 3.2: shown, with the reason
-                out[-1]["unloadable"] = reason
-            if unstarted.get(r["name"]):
-                out[-1]["unstarted"] = unstarted[r["name"]]
-            if r["trigger"] == SCHEDULE_TRIGGER:
-                out[-1].update(self._schedule_view(r["name"], r["version"], r["state"]))
-            if branches.get(r["name"]):  # the current version's shares name the branches no run took
-                loaded = self._load(r["name"], r["version"]) if reason is None else None
-                current = policies.splits_of(loaded.code) if loaded is not None else {}
-                out[-1]["splits"] = policies.splits_view(branches[r["name"]], current)
-        return out
-
-    def _unloadable_reason(self, rule: str, version: int) -> str | None:
-        """Why a version cannot be loaded, or None: its checksum is verified without decoding it."""
-        key = (rule, version)
-        if key in self._loaded:
-            return None
-        if key in self._unloadable:
-            return self._unloadable[key]
-        row = self.store.version(rule, version)
-        return f"version {version} of rule '{rule}' is missing" if row is None else row.get("damaged")
-
-    def _schedule_view(self, rule: str, version: int, state: str) -> dict[str, Any]:
-        """`schedule` (as written) and `next_fire` (UTC; null when paused or never again)."""
-        loaded = self._load(rule, version)
-        if loaded is None or loaded.code.schedule is None:
-            return {}
-        code = loaded.code
-        last = self.store.schedule_slots().get(rule)
-        now = self.clock.now()
-        after = min(from_epoch(last), now) if last is not None else now  # a slot past the clock: see Scheduler.slots
-        slot = calendar.next_fire(code.schedule, code.timezone, after) if state == "active" else None
-        return {"schedule": calendar.describe(code.schedule, code.timezone),
-                "next_fire": format_datetime(slot) if slot is not None else None}
+        return self.catalog.rules()
 
     def uses(self, trigger: str) -> list[dict[str, Any]]:
         """Where a trigger is started on (`start`), awaited (`await`), exited on (`exit`) or emitted.
         An unknown trigger is an EngineError (as an unknown rule is for `versions`), not an empty list."""
-        found = self.store.uses(trigger)
-        if not found:  # read without _refresh, which writes: `uses` runs on read-only databases
-            from whenthen.stdlib import default_schema
-
-            known = {**default_schema().triggers, **self._host_triggers}
-            known.update((name, TriggerSchema(name, type_from_data(body), origin="program"))
-                         for name, body in self.store.decls("trigger").items())
-            try:
-                lookup_trigger(known, trigger)
-            except EventError as exc:
-                raise EngineError(str(exc)) from None
-        return found
+        return self.catalog.uses(trigger)
 
     # ------------------------------------------------------------------ events in
 
@@ -565,10 +230,10 @@ class Engine:
         """Validate and record one event, dispatch it, and run what it starts or resumes until every
         run waits or ends; returns the event's id. Raises EventError (after recording the
         rejection) on bad data. With `dispatch=False` the event is only queued for workers."""
-        self._refresh()
+        self.catalog.refresh()
         now = self.clock.now()
         try:
-            schema = lookup_trigger(self._triggers, trigger)
+            schema = lookup_trigger(self.catalog.triggers, trigger)
             if schema.origin in ("schedule", "system") and origin == "external":
                 raise EventError(f"'{trigger}' is fired by the engine; it cannot be emitted", trigger=trigger)
             typed = validate_event(schema, data)
@@ -576,37 +241,34 @@ class Engine:
             self._reject(trigger, data, now, str(exc))
             raise
         with self.store.batch():  # one commit for the event and what it does (until an action's effect)
-            text = _dump_values(typed)
+            text = dump_values(typed)
             if dispatch:  # `processing` under our lease if anything commits before its dispatch ends
-                event_id = self.store.open_event(trigger, text, format_datetime(now), origin, self.owner,
+                event_id = self.store.open_event(trigger, text, format_datetime(now), origin, self.ctx.owner,
                                                  time.time() + self.lease_seconds)
             else:
                 event_id = self.store.insert_event(trigger, text, format_datetime(now), "pending", origin=origin)
             if dispatch:
-                self._budget = self._new_budget()
-                self._process(_Queued(event_id, trigger, typed, 0))
+                self.ctx.budget = self.ctx.new_budget()
+                self._process(Queued(event_id, trigger, typed, 0))
                 self._drain()
         return event_id
-
-    def _new_budget(self) -> _Budget:
-        return _Budget(self.config.fan_out_runs, self.config.fan_out_events)
 
     def accept(self, trigger: str, data: Any, *, idempotency_key: str | None = None) -> tuple[int, bool]:
         """Validate an event and record it `pending` for the workers (no dispatch here); returns
         (event id, duplicate). The idempotency key is recorded in the event's transaction: the same
         key within 24 h returns the first event's id and records nothing. Raises EventError (after
         recording the rejection) with `.errors` naming every bad field."""
-        self._refresh()
+        self.catalog.refresh()
         now = self.clock.now()
         try:
-            schema = lookup_trigger(self._triggers, trigger)
+            schema = lookup_trigger(self.catalog.triggers, trigger)
             if schema.origin in ("schedule", "system"):
                 raise EventError(f"'{trigger}' is fired by the engine; it cannot be emitted", trigger=trigger)
             typed = validate_event(schema, data)
         except EventError as exc:
             self._reject(trigger, data, now, str(exc))
             raise
-        return self.store.accept_event(trigger, _dump_values(typed), format_datetime(now),
+        return self.store.accept_event(trigger, dump_values(typed), format_datetime(now),
                                        idempotency_key=idempotency_key, wall_now=time.time())
 
     def accept_batch(self, items: Iterable[tuple[Any, Any]]) -> list[int | EventError]:
@@ -628,11 +290,11 @@ class Engine:
         self._reject(trigger, data, self.clock.now(), error)
 
     def _reject(self, trigger: str | None, data: Any, now: dt.datetime, error: str) -> None:
-        text = data if isinstance(data, str) else _dumps(data, lenient=True)
+        text = data if isinstance(data, str) else dumps(data, lenient=True)
         # what was refused may hold lone surrogates, which no UTF-8 column can store: escaped
-        name = _storable(trigger) if isinstance(trigger, str) else None
-        self.store.insert_event(name, _storable(text[:10_000]), format_datetime(now), "rejected",
-                                error=_storable(error))
+        name = storable(trigger) if isinstance(trigger, str) else None
+        self.store.insert_event(name, storable(text[:10_000]), format_datetime(now), "rejected",
+                                error=storable(error))
 
     def ingest(self, lines: Iterable[str | bytes], on_line: Callable[[int, str | None], None] | None = None,
                commit_every: int = 100, keep_rejected: bool = True) -> tuple[int, list[tuple[int, str]]]:
@@ -689,13 +351,13 @@ class Engine:
         """Resume every run whose wait is due now (by deadline, then creation); returns how many."""
         done = 0
         while (limit is None or done < limit) and self.store.has_due_run(epoch(self.clock.now()), time.time()):
-            self._refresh()
+            self.catalog.refresh()
             with self.store.batch():
-                run = self.store.claim_next_due_run(epoch(self.clock.now()), time.time(), self.owner,
+                run = self.store.claim_next_due_run(epoch(self.clock.now()), time.time(), self.ctx.owner,
                                                     time.time() + self.lease_seconds)
                 if run is None:
                     break
-                self._budget = self._new_budget()
+                self.ctx.budget = self.ctx.new_budget()
                 self._resume_claimed(run)
                 self._drain()
             done += 1
@@ -706,19 +368,19 @@ class Engine:
         process, or left by a worker that died); returns how many."""
         count = 0
         while (limit is None or count < limit) and self.store.has_claimable_event(time.time()):
-            self._refresh()
+            self.catalog.refresh()
             with self.store.batch():
-                row = self.store.claim_next_event(self.owner, time.time(), time.time() + self.lease_seconds)
+                row = self.store.claim_next_event(self.ctx.owner, time.time(), time.time() + self.lease_seconds)
                 if row is None:
                     break
                 event_id, trigger, data, _at, depth = row
                 try:
-                    typed = validate_event(lookup_trigger(self._triggers, trigger), json.loads(data))
+                    typed = validate_event(lookup_trigger(self.catalog.triggers, trigger), json.loads(data))
                 except (EventError, ValueError) as exc:
                     self.store.reject_event(event_id, str(exc))
                     continue
-                self._budget = self._new_budget()
-                self._process(_Queued(event_id, trigger, typed, depth))
+                self.ctx.budget = self.ctx.new_budget()
+                self._process(Queued(event_id, trigger, typed, depth))
                 self._drain()
             count += 1
         return count
@@ -735,7 +397,7 @@ class Engine:
                 # retaken from the database once it is back (leases expire); try again, backing off.
                 if once:
                     raise
-                self._queue.clear()
+                self.ctx.queue.clear()
                 backoff = min(max(backoff * 2, 0.1), 5.0)
                 print(f"whenthen: worker: {exc}; retrying in {backoff:.1f}s", file=sys.stderr, flush=True)
                 time.sleep(backoff)
@@ -755,43 +417,43 @@ class Engine:
 
     def _drain(self) -> None:
         """Dispatch queued emitted events, first in first out, at the current instant."""
-        while self._queue:
-            item = self._queue.popleft()
-            held = item.event_id in self._held
-            self._held.discard(item.event_id)
-            if held or self.store.claim_event(item.event_id, self.owner, time.time(),
+        while self.ctx.queue:
+            item = self.ctx.queue.popleft()
+            held = item.event_id in self.ctx.held
+            self.ctx.held.discard(item.event_id)
+            if held or self.store.claim_event(item.event_id, self.ctx.owner, time.time(),
                                               time.time() + self.lease_seconds):
                 self._process(item)
-                self._budget.work += 1
-                if self._queue:
+                self.ctx.budget.work += 1
+                if self.ctx.queue:
                     self._maybe_commit_chunk()
-        self._held.clear()
+        self.ctx.held.clear()
 
     def _maybe_commit_chunk(self) -> None:
         """Commit a long cascade in chunks (CASCADE_CHUNK units or CASCADE_CHUNK_SECONDS), so
         other writers are never blocked for long. The events still queued are leased to this
         process first, so no other worker takes them (each with a budget of its own) meanwhile."""
-        budget = self._budget
+        budget = self.ctx.budget
         if budget.work < CASCADE_CHUNK and time.monotonic() - budget.since < CASCADE_CHUNK_SECONDS:
             return
         expires = time.time() + self.lease_seconds
-        for item in self._queue:
-            if item.event_id not in self._held and self.store.claim_event(item.event_id, self.owner, time.time(),
+        for item in self.ctx.queue:
+            if item.event_id not in self.ctx.held and self.store.claim_event(item.event_id, self.ctx.owner, time.time(),
                                                                           expires):
-                self._held.add(item.event_id)
+                self.ctx.held.add(item.event_id)
         self.store.commit_now()
         if self.store.shared:  # a file other processes write to: let a waiting writer in
             time.sleep(CASCADE_PAUSE_SECONDS)
         budget.work, budget.since = 0, time.monotonic()
 
-    def _process(self, event: _Queued) -> None:
+    def _process(self, event: Queued) -> None:
         """One event: exits first, then matching `wait for`s, then the rules it starts. Callers
         `_refresh()` first (once per transaction: inside it, no other process can publish)."""
         trigger, data = event.trigger, event.data
         now = self.clock.now()
         # Both kinds of candidates are read before anything runs: a wait that begins while this
         # event is processed cannot match it (and an exited run is skipped by _try_resume).
-        exits, waits = self.store.dispatch_candidates(trigger, lambda f: index_key(_field_path(data, f)))
+        exits, waits = self.store.dispatch_candidates(trigger, lambda f: index_key(field_path(data, f)))
         for run_id, clause in exits:
             self._try_exit(run_id, clause, data, now)
         for run_id, _ in waits:
@@ -799,33 +461,33 @@ class Engine:
         filtered: dict[tuple[str, int], int] = defaultdict(int)
         seen = None
         unstarted = None
-        missed = self._unloadable_on.get(trigger)
+        missed = self.catalog.unloadable_on.get(trigger)
         if missed:  # active versions that cannot be loaded: the event is counted as not started by them
             target = self.store.schedule_rule(event.event_id) if trigger == SCHEDULE_TRIGGER else None
             unstarted = {key: 1 for key in missed if target is None or key[0] == target} or None
         if trigger == SCHEDULE_TRIGGER:
             target = self.store.schedule_rule(event.event_id)
-            for loaded in self._active.get(trigger, ()):
+            for loaded in self.catalog.active.get(trigger, ()):
                 if loaded.name != target:
                     continue  # a schedule event starts only the rule whose slot it is
                 if loaded.accepts(data):
                     self._start(loaded, event, now)
                 else:
                     filtered[(loaded.name, loaded.version)] += 1
-        elif (group := self._starts.get(trigger)) is not None:
+        elif (group := self.catalog.starts.get(trigger)) is not None:
             # Only rules whose required `field = constant` the event satisfies are evaluated; the
             # others are filtered, which the store derives from `seen` (one row per event).
             for loaded in group.candidates(data):
                 if loaded.accepts(data):
                     self._start(loaded, event, now)
             seen = (trigger, group.set_id)
-        self.store.finish_event(event.event_id, self.owner, filtered, seen, unstarted)
+        self.store.finish_event(event.event_id, self.ctx.owner, filtered, seen, unstarted)
 
     def _try_exit(self, run_id: int, clause: int, data: dict[str, Any], now: dt.datetime) -> None:
         run = self.store.get_run(run_id)
         if run is None or run.status in ENDED:
             return
-        loaded = self._load(run.rule, run.version)
+        loaded = self.catalog.load(run.rule, run.version)
         frame = _decode_frame(run.frame)
         if loaded is None or frame is None:  # it cannot be evaluated: failed visibly, never skipped
             self._fail_damaged(run, loaded)
@@ -834,27 +496,27 @@ class Engine:
             return
         at = format_datetime(now)
         step = {"ordinal": 1_000_000, "at": at, "kind": "exit",
-                "data": _dumps({"trigger": loaded.code.exits[clause].trigger, "event": values.to_json(data)})}
+                "data": dumps({"trigger": loaded.code.exits[clause].trigger, "event": values.to_json(data)})}
         if self.store.exit_run(run_id, at, [step]):
-            self._trace({"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": "exited"})
+            self.ctx.trace({"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": "exited"})
 
-    def _try_resume(self, run_id: int, event: _Queued, now: dt.datetime) -> None:
+    def _try_resume(self, run_id: int, event: Queued, now: dt.datetime) -> None:
         run = self.store.get_run(run_id)
         if run is None or run.status != "waiting":
             return
-        loaded = self._load(run.rule, run.version)
+        loaded = self.catalog.load(run.rule, run.version)
         frame = _decode_frame(run.frame)
         if loaded is None or frame is None:  # it cannot be evaluated: failed visibly, never skipped
             self._fail_damaged(run, loaded)
             return
         if not vm.wait_matches(loaded.code, frame, event.data, now=now):
             return
-        claimed = self.store.claim_run(run, self.owner, time.time(), time.time() + self.lease_seconds,
+        claimed = self.store.claim_run(run, self.ctx.owner, time.time(), time.time() + self.lease_seconds,
                                        resume_event=event.event_id)
         if claimed is not None:
             self._activate(claimed, loaded, frame, event.data)
 
-    def _start(self, loaded: LoadedRule, event: _Queued, now: dt.datetime) -> None:
+    def _start(self, loaded: LoadedRule, event: Queued, now: dt.datetime) -> None:
         """Start a run of `loaded` for `event`. The run row is written when the first activation
         needs it (an action, an emit, a failure: `_materialize`), else once, in its final state,
         with the activation's other rows (`Store.store_new_run`); the transaction is the same."""
@@ -867,7 +529,7 @@ class Engine:
             exits.append(("exit", index, clause.trigger, fld, value))
         run = RunRow(0, loaded.name, loaded.version, event.event_id, "running", None, epoch(now), None,
                      event.depth, 1, 0)
-        budget = self._budget
+        budget = self.ctx.budget
         refused = None
         if budget.runs <= 0:
             refused = budget.refusal("runs started", self.config.fan_out_runs)
@@ -886,7 +548,7 @@ class Engine:
         event, code = start.event, act.loaded.code
         frame = vm.start_frame(code, event.data, event.depth).encode()
         run = self.store.create_run(act.run.rule, act.run.version, event.event_id, frame, epoch(start.now),
-                                    event.depth, format_datetime(start.now), self.owner,
+                                    event.depth, format_datetime(start.now), self.ctx.owner,
                                     time.time() + self.lease_seconds, start.exits)
         if run is None:
             return False
@@ -895,7 +557,7 @@ class Engine:
 
     def _resume_claimed(self, run: RunRow) -> None:
         """Continue a run claimed by run_due: a timer came, or a crash interrupted it."""
-        loaded = self._load(run.rule, run.version)
+        loaded = self.catalog.load(run.rule, run.version)
         if loaded is None or run.frame is None:
             self._fail_unloadable(run, self._why_unloadable(run, loaded))
             return
@@ -909,7 +571,7 @@ class Engine:
             row = self.store.event(run.resume_event)
             if row is not None:
                 try:
-                    resume = validate_event(lookup_trigger(self._triggers, row["trigger"]), json.loads(row["data"]))
+                    resume = validate_event(lookup_trigger(self.catalog.triggers, row["trigger"]), json.loads(row["data"]))
                 except (EventError, ValueError):
                     resume = None
         self._activate(run, loaded, frame, resume)
@@ -918,12 +580,12 @@ class Engine:
         if run.damaged:
             return run.damaged
         if loaded is None:
-            return self._unloadable.get((run.rule, run.version), f"version {run.version} of rule '{run.rule}' is missing")
+            return self.catalog.unloadable.get((run.rule, run.version), f"version {run.version} of rule '{run.rule}' is missing")
         return f"run {run.id} has no snapshot"
 
     def _fail_damaged(self, run: RunRow, loaded: LoadedRule | None) -> None:
         """A waiting run an event concerns whose snapshot or code cannot be used: claim and fail it."""
-        claimed = self.store.claim_run(run, self.owner, time.time(), time.time() + self.lease_seconds)
+        claimed = self.store.claim_run(run, self.ctx.owner, time.time(), time.time() + self.lease_seconds)
         if claimed is not None:
             self._fail_unloadable(claimed, self._why_unloadable(run, loaded))
 
@@ -931,10 +593,10 @@ class Engine:
         """Fail a claimed run that cannot continue (damaged snapshot, unloadable version), with an
         error step and `run.failed`; its snapshot is not kept."""
         at = format_datetime(self.clock.now())
-        step = {"ordinal": 1_000_000, "at": at, "kind": "error", "data": _dumps({"error": error})}
+        step = {"ordinal": 1_000_000, "at": at, "kind": "error", "data": dumps({"error": error})}
         emits = []
         if run.depth <= MAX_EMIT_DEPTH:
-            emits.append(("run.failed", _dumps({"rule": run.rule, "run_id": str(run.id), "error": error}),
+            emits.append(("run.failed", dumps({"rule": run.rule, "run_id": str(run.id), "error": error}),
                           run.depth + 1, "system"))
         try:
             ids = self.store.commit_activation(run, status="failed", frame=None, deadline=None, wait_trigger=None,
@@ -942,8 +604,8 @@ class Engine:
         except LeaseLost:
             return
         for event_id, (trigger, data, depth, _origin) in zip(ids, emits, strict=True):
-            self._queue.append(_Queued(event_id, trigger, json.loads(data), depth))
-        self._trace({"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": "failed", "error": error})
+            self.ctx.queue.append(Queued(event_id, trigger, json.loads(data), depth))
+        self.ctx.trace({"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": "failed", "error": error})
 
     def _activate(self, run: RunRow, loaded: LoadedRule, frame: vm.Frame, resume: Any,
                   start: _Start | None = None, refused: str | None = None) -> None:
@@ -994,7 +656,7 @@ class Engine:
                                   run.depth + 1, "system"))
         else:
             status = "completed"
-        emits = [(t, _dumps(values.to_json(d)), depth, origin) for t, d, depth, origin in act.emits]
+        emits = [(t, dumps(values.to_json(d)), depth, origin) for t, d, depth, origin in act.emits]
         if act.start is not None:  # a new run that needed no row until now: written once
             stored = self.store.store_new_run(
                 run.rule, run.version, run.event_id, run.depth, status=status,
@@ -1013,27 +675,23 @@ class Engine:
             except LeaseLost:
                 return
         for event_id, (trigger, data, depth, _origin) in zip(ids, act.emits, strict=True):
-            self._queue.append(_Queued(event_id, trigger, data, depth))
+            self.ctx.queue.append(Queued(event_id, trigger, data, depth))
         if act.branches:  # SPEC 2.13: per split, the runs each branch took
             self.store.count_branches(run.rule, run.version, list(dict.fromkeys(act.branches)))
         record = {"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": status}
         if error:
             record["error"] = error
-        self._trace(record)
-
-    def _trace(self, record: dict[str, Any]) -> None:
-        if self.on_trace is not None:
-            self.on_trace(record)
+        self.ctx.trace(record)
 
     # ------------------------------------------------------------------ actions
 
     def _call_action(self, act: _Activation, name: str, args: dict[str, Any], step: int) -> Any:
         """Journal the intent, call the action (with retries), journal the result."""
         run = act.run
-        sig = self._actions.get(name)
+        sig = self.catalog.actions.get(name)
         now = self.clock.now()
         at = format_datetime(now)
-        self._trace({"kind": "action", "at": at, "rule": run.rule, "run": run.id, "action": name,
+        self.ctx.trace({"kind": "action", "at": at, "rule": run.rule, "run": run.id, "action": name,
                      "args": values.to_json(args)})
         previous = self.store.journal_get(run.id, step)
         for row in previous:
@@ -1049,7 +707,7 @@ class Engine:
         while True:
             key = f"{run.id}:{step}:{attempt}"
             row = {"ordinal": ordinal, "attempt": attempt, "at": at, "action": name, "step": step,
-                   "idem_key": key, "args": _dumps(values.to_json(args))}
+                   "idem_key": key, "args": dumps(values.to_json(args))}
             self.store.journal_intent(run, time.time() + self.lease_seconds, act.steps, row)
             act.steps = []
             outbox = None
@@ -1090,7 +748,7 @@ class Engine:
 
     def _invoke(self, sig: ActionSig | None, name: str, args: dict[str, Any], call: ActionCall
                 ) -> tuple[Any, tuple[str, str, str] | None]:
-        host = self._host_actions.get(name)  # a host action may replace a stdlib one (send_message)
+        host = self.catalog.host_actions.get(name)  # a host action may replace a stdlib one (send_message)
         if host is not None and host.impl is not None:
             return _call_with_key(host.impl, args, call.key), None
         if self.dry_run:
@@ -1100,7 +758,7 @@ class Engine:
         if sig is not None and sig.origin == "stdlib":
             return self.transports.call(name, args, call)
         if self.config.unbound_actions == "outbox":  # opted in: record the call, the result is null
-            return None, (name, _dumps(values.to_json(args)), call.at)
+            return None, (name, dumps(values.to_json(args)), call.at)
         raise ActionUnavailable(f"action '{name}' has no implementation here (register it with "
                                 "engine.action, or load it with --actions)")
 
@@ -1110,7 +768,7 @@ class Engine:
         """Runs with `id`, `rule`, `version`, `status`, `started_at`, `updated_at`, …; an unknown
         `rule` is an EngineError (a misspelt name must not look like a rule without runs)."""
         if rule is not None:
-            self._rule_or_fail(rule)
+            self.catalog.rule_or_fail(rule)
         return self._with_splits([_run_view(r) for r in self.store.runs(rule, status)])
 
     def runs_page(self, rule: str | None = None, status: str | None = None, before: int | None = None,
@@ -1173,8 +831,8 @@ class Engine:
 
     def _dispatch_slot(self, event_id: int, data: dict[str, Any]) -> None:
         """Start the runs of one claimed schedule slot's event (the scheduler's callback)."""
-        self._budget = self._new_budget()
-        self._process(_Queued(event_id, SCHEDULE_TRIGGER, data, 0))
+        self.ctx.budget = self.ctx.new_budget()
+        self._process(Queued(event_id, SCHEDULE_TRIGGER, data, 0))
         self._drain()
 
 
@@ -1202,11 +860,11 @@ class _RunHost:
 
     def emit(self, trigger: str, data: dict[str, Any], depth: int) -> None:
         engine = self.engine
-        budget = engine._budget
+        budget = engine.ctx.budget
         if budget.events <= 0:
             raise RuntimeError(budget.refusal("events emitted", engine.config.fan_out_events))
         budget.events -= 1
-        schema = engine._triggers.get(trigger)
+        schema = engine.catalog.triggers.get(trigger)
         typed = validate_event(schema, data) if schema is not None else data
         try:
             if not engine._materialize(self.act):  # the trace names the run
@@ -1215,7 +873,7 @@ class _RunHost:
             self.act.store_lost = exc
             raise vm.HostAbort() from None
         run = self.act.run
-        engine._trace({"kind": "emit", "at": format_datetime(self.now()), "rule": run.rule, "run": run.id,
+        engine.ctx.trace({"kind": "emit", "at": format_datetime(self.now()), "rule": run.rule, "run": run.id,
                        "trigger": trigger, "data": values.to_json(typed)})
         self.act.emits.append((trigger, typed, depth, "emit"))
 
@@ -1233,12 +891,12 @@ class _RunHost:
         if step.get("kind") == "branch" and "split" in step:
             self.act.branches.append((step["split"], step["case"], step["share"]))
             run = self.act.run
-            self.engine._trace({"kind": "branch", "at": format_datetime(self.now()), "rule": run.rule,
-                                "run": self.run_id(), "split": step["split"], "case": step["case"],
-                                "share": step["share"]})
+            self.engine.ctx.trace({"kind": "branch", "at": format_datetime(self.now()), "rule": run.rule,
+                                   "run": self.run_id(), "split": step["split"], "case": step["case"],
+                                   "share": step["share"]})
         data = {k: v for k, v in step.items() if k != "kind"}
         self.act.steps.append({"ordinal": self.act.ordinal, "at": format_datetime(self.now()),
-                               "kind": step.get("kind", "step"), "data": _dump_values(data)})
+                               "kind": step.get("kind", "step"), "data": dump_values(data)})
         self.act.ordinal += 1
 
 
@@ -1253,40 +911,6 @@ def _decode_frame(blob: bytes | None) -> vm.Frame | None:
         return vm.Frame.decode(blob)
     except BytecodeError:
         return None
-
-
-def _called_actions(code: RuleCode) -> set[str]:
-    """The names of the actions a rule's body calls (CALL_ACTION descriptors)."""
-    from whenthen.compiler.opcodes import Opcode
-
-    found: set[str] = set()
-    pending = [code.body]
-    while pending:
-        piece = pending.pop()
-        pending.extend(piece.codes)
-        for op, arg in piece.instrs:
-            if op == Opcode.CALL_ACTION:
-                found.add(piece.consts[arg][0])
-    return found
-
-
-def compiled_hash(code: RuleCode) -> str:
-    """The identity of a rule's compiled form: its bytecode without the file path it came from."""
-    data = code.to_data()
-    data.pop("file", None)
-    data.pop("uses", None)  # derived from the body; leaving it out keeps the hashes stored before it was
-    return hashlib.sha256(values.pack(data)).hexdigest()
-
-
-def _filter_of(code: RuleCode) -> Callable[[dict[str, Any]], bool]:
-    if code.filter is None:
-        return lambda event: True
-    try:
-        from whenthen.runtime.fast import compile_filter
-
-        return compile_filter(code)
-    except Exception:  # the fast path is an optimisation; the VM gives the same answers
-        return lambda event: vm.eval_filter(code, event)
 
 
 def _with_defaults(sig: ActionSig | None, args: dict[str, Any]) -> dict[str, Any]:
@@ -1317,34 +941,6 @@ def _call_with_key(fn: Callable[..., Any], args: dict[str, Any], key: str) -> An
     return result
 
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
-                           default=values.to_json).encode
-
-
-def _storable(text: str) -> str:
-    """Text with lone surrogates written as `\\udXXX` escapes, so it can be stored and printed."""
-    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _dump_values(value: Any) -> str:
-    """`_dumps(values.to_json(value))` in one pass: the encoder calls `to_json` only for what JSON
-    lacks (datetimes, dates, durations); it falls back to the two passes for what it would write
-    differently (a non-finite float, which `to_json` makes null)."""
-    try:
-        return _ENCODE(value)
-    except (TypeError, ValueError):
-        return _dumps(values.to_json(value))
-
-
-def _dumps(value: Any, lenient: bool = False) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError):
-        if not lenient:
-            raise
-        return json.dumps(repr(value))
-
-
 def _run_view(row: dict[str, Any]) -> dict[str, Any]:
     view = {k: row[k] for k in ("id", "rule", "version", "status", "started_at", "updated_at")}
     if row.get("status") == "waiting":
@@ -1368,22 +964,6 @@ def _step_view(row: dict[str, Any]) -> dict[str, Any]:
     elif row["data"]:
         view.update(json.loads(row["data"]))
     return view
-
-
-# ----------------------------------------------------------------------------- action declarations
-
-
-def action_to_data(sig: ActionSig) -> dict[str, Any]:
-    return {"params": [{"name": p.name, "type": type_to_data(p.type), "has_default": p.has_default,
-                        "default": values.to_json(p.default)} for p in sig.params],
-            "result": type_to_data(sig.result) if sig.result is not None else None}
-
-
-def action_from_data(name: str, data: dict[str, Any]) -> ActionSig:
-    params = tuple(ParamSig(p["name"], type_from_data(p["type"]), p["has_default"], p["default"])
-                   for p in data["params"])
-    result = type_from_data(data["result"]) if data.get("result") else None
-    return ActionSig(name, params, result, origin="program")
 
 
 def action_signature(fn: Callable[..., Any], name: str | None = None) -> ActionSig:

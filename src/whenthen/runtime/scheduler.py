@@ -29,7 +29,7 @@ class Scheduler:
         the clock to it); None when no schedule will fire."""
         last = self.slots()
         found = []
-        for loaded in self.engine._active.get(SCHEDULE_TRIGGER, ()):
+        for loaded in self.engine.catalog.active.get(SCHEDULE_TRIGGER, ()):
             slot = calendar.next_fire(loaded.code.schedule or {}, loaded.code.timezone, from_epoch(last[loaded.name]))
             if slot is not None:
                 found.append(slot)
@@ -44,7 +44,7 @@ class Scheduler:
         until = until or now
         last = self.slots()
         fired = 0
-        for loaded in list(eng._active.get(SCHEDULE_TRIGGER, ())):
+        for loaded in list(eng.catalog.active.get(SCHEDULE_TRIGGER, ())):
             code = loaded.code
             slot = calendar.latest_fire(code.schedule or {}, code.timezone, from_epoch(last[loaded.name]), until)
             if slot is None:
@@ -63,11 +63,11 @@ class Scheduler:
         """The last slot of each active schedule rule; one that has none yet (it became a schedule
         rule while active) is owed nothing before now."""
         eng = self.engine
-        eng._refresh()
+        eng.catalog.refresh()
         store = eng.store
         last = store.schedule_slots()
         now = epoch(eng.clock.now())
-        for loaded in eng._active.get(SCHEDULE_TRIGGER, ()):
+        for loaded in eng.catalog.active.get(SCHEDULE_TRIGGER, ()):
             if loaded.name not in last:
                 store.arm_schedule(loaded.name, now)
                 last[loaded.name] = now
