@@ -125,6 +125,23 @@ def test_pause_then_enable_a_rule(server, page):
     assert httpx.get(server.url + "/v1/rules/Form thanks").json()["state"] == "active"
 
 
+def test_archive_a_rule_then_bring_it_back(server, page):
+    page.goto(server.url + "/rules/VIP%20welcome")
+    page.get_by_role("button", name="Archive").click()
+    page.wait_for_selector("h1 .state-archived")
+    assert httpx.get(server.url + "/v1/rules/VIP welcome").json()["state"] == "archived"
+    page.goto(server.url + "/")
+    assert page.locator("#rules tbody tr").count() == 1  # hidden from the list...
+    page.get_by_role("link", name="show 1 archived").click()
+    assert page.locator("#rules tbody tr").count() == 2  # ...behind a link
+    shot(page, "rules-archived")
+    assert page.get_by_role("link", name="hide archived").count() == 1
+    page.get_by_role("link", name="VIP welcome").click()
+    page.get_by_role("button", name="Enable").click()
+    page.wait_for_selector("h1 .state-active")
+    assert httpx.get(server.url + "/v1/rules/VIP welcome").json()["state"] == "active"
+
+
 def test_revert_a_version_and_see_the_diff(server, page):
     changed = server.db.parent / "v2.rules"
     changed.write_text(RULES.replace('text: "Thanks"', 'text: "Thank you!"'), encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -54,6 +55,14 @@ def _when(text: str | None) -> Markup | str:
         return ""
     short = str(text).replace("T", " ")[:19]
     return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(text, short)  # format() escapes
+
+
+_ISO = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(?:Z|\+00:00)")
+
+
+def _short_times(text: str) -> str:
+    """UTC times in a step's summary to the second, as the rest of the page shows them."""
+    return _ISO.sub(r"\1 \2 UTC", text)
 
 
 templates.env.globals["link"] = link
@@ -198,7 +207,7 @@ async def run_page(request: Request) -> Response:
     run = await _engine_call(request, lambda e: e.run(run_id))
     for step in run["steps"]:
         if step["kind"] != "action":
-            step["summary"] = describe_step(step).removeprefix(step["kind"]).strip()
+            step["summary"] = _short_times(describe_step(step).removeprefix(step["kind"]).strip())
             described = step["kind"] in ("wait", "emit", "branch", "exit", "error")  # the summary says it all
             step["details"] = None if described else {k: v for k, v in step.items()
                                                       if k not in ("at", "kind", "summary")} or None
