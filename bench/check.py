@@ -21,16 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-SCHEMA = """\
-trigger guest.added {
-  id: str
-  first_name: str
-  email: str
-  category: 'VIP' | 'Visitor' | 'Press'
-  company: str?
-  age: int?
-  tags: list[str]
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _schemas import GUEST_ADDED  # noqa: E402  (the trigger the tests use)
+
+SCHEMA = GUEST_ADDED + """\
 trigger email.opened { guest_id: str, campaign: str }
 action set_status(guest_id: str, status: str)
 """

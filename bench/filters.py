@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from whenthen.compiler.checker import check_program
@@ -18,16 +20,10 @@ from whenthen.runtime.fast import compile_filter
 from whenthen.runtime.vm import eval_filter
 from whenthen.source import Source
 
-SCHEMA = """
-trigger guest.added {
-  id: str
-  first_name: str
-  email: str
-  category: 'VIP' | 'Visitor' | 'Press'
-  company: str?
-  age: int?
-}
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _schemas import GUEST_ADDED  # noqa: E402  (the trigger the tests use)
+
+SCHEMA = GUEST_ADDED
 
 SIMPLE = "category = 'VIP' and first_name = 'John'"
 HEAVY = ("category in ['VIP', 'Press'] and company != 'Eventmaker' and age >= 18 "

@@ -28,17 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _lspclient import SRC, Client, change, position  # noqa: E402  (the client tests/test_lsp.py uses)
+from _schemas import GUEST_ADDED  # noqa: E402  (the trigger the tests use)
 
-SCHEMA = """\
-trigger guest.added {
-  id: str
-  first_name: str
-  email: str
-  category: 'VIP' | 'Visitor' | 'Press'
-  company: str?
-  age: int?
-  tags: list[str]
-}
+SCHEMA = GUEST_ADDED + """\
 trigger email.opened { guest_id: str, campaign: str }
 trigger order.placed { customer_id: str, total: float, items: list[str] }
 trigger loyalty.nurture { source: str, guest_id: str }

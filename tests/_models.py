@@ -1,4 +1,5 @@
-"""Schemas shared by the tests: the guest.added trigger in rules text, pydantic models for host triggers."""
+"""Schemas shared by the tests: the guest.added trigger in rules text (tests/_schemas.py), pydantic
+models for host triggers."""
 
 from __future__ import annotations
 
@@ -6,20 +7,7 @@ import datetime as dt
 
 from pydantic import BaseModel
 
-# The guest.added trigger most checker and console tests are written against.
-GUEST_ADDED = """\
-trigger guest.added {
-  id: str
-  first_name: str
-  email: str
-  category: 'VIP' | 'Visitor' | 'Press'
-  company: str?
-  age: int?
-  tags: list[str]
-  registered_at: datetime
-  address: { city: str, zip: str? }
-}
-"""
+from _schemas import GUEST_ADDED  # noqa: F401  (re-exported: tests import it from here)
 
 
 class Address(BaseModel):
