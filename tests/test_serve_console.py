@@ -236,3 +236,21 @@ def test_the_console_loads_nothing_from_elsewhere(server, page):
     assert requested and all(u.startswith(server.url) for u in requested), requested
     # the flow graph is drawn on the server (Graphviz, when installed), not by a script in the page
     assert page.locator(".flow svg").count() == 1 if shutil.which("dot") else page.locator(".flow pre").count() == 1
+
+
+def test_split_branches_are_counted_on_the_rules_and_rule_pages(tmp_path):
+    db = tmp_path / "split.db"
+    publish(db, "trigger cart.abandoned { id: str }\n"
+                "rule \"Nudge\" when cart.abandoned then split case 30% then log(message: 'a'); "
+                "case 70% then log(message: 'b') end\n")
+    srv = start_server(db)
+    try:
+        with srv.client() as http:
+            http.post("/v1/events", json=[{"trigger": "cart.abandoned", "data": {"id": f"c{i}"}} for i in range(10)])
+            wait_for(lambda: http.get("/v1/rules/Nudge").json()["completed"] == 10, what="10 runs")
+            listing, page = http.get("/").text, http.get("/rules/Nudge").text
+    finally:
+        assert srv.stop() == 0
+    for html in (listing, page):
+        assert "split 1: case 1 (30%)" in html and "case 2 (70%)" in html
+    assert "[{" not in page  # shown as words, not as a Python list

@@ -65,7 +65,15 @@ def _short_times(text: str) -> str:
     return _ISO.sub(r"\1 \2 UTC", text)
 
 
+def _splits(splits: Any) -> str:
+    """A rule's split branches as the `rules` listing says them: `split 1: case 1 (50%) 12 runs, …`."""
+    from whenthen.runtime.policies import describe_splits
+
+    return describe_splits(splits) if splits else ""
+
+
 templates.env.globals["link"] = link
+templates.env.filters["splits"] = _splits
 templates.env.filters["when"] = _when
 templates.env.filters["tojson_pretty"] = _pretty
 
@@ -151,7 +159,7 @@ async def rule_page(request: Request) -> Response:
                 "flow_svg": Markup(svg) if svg else None, "flow_text": text}
 
     context = await _engine_call(request, load)
-    extra = [(k, v) for k, v in context["rule"].items() if k in ("counted", "limited") or k.startswith("split")]
+    extra = [(k, v) for k, v in context["rule"].items() if k in ("counted", "limited")]
     return render(request, "rule.html", scope=scope, nav="rules", extra_counts=extra, **context)
 
 
