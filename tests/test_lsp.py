@@ -191,6 +191,35 @@ def test_a_closed_sibling_declaring_the_action_is_read_from_disk(client: Client,
     assert client.diagnostics(uri, where=lambda ds: not ds) == []
 
 
+def test_locale_hover_and_completion_enum_after_a_quote_and_stdlib_signatures(client: Client, project: Path) -> None:
+    text = 'locale "fr_FR"\n' + RULES.replace('subject: "Hi"', 'subject: format_date(d: now())')
+    (project / "welcome.rules").write_text(text, encoding="utf-8")
+    uri = open_doc(client, project / "welcome.rules")
+    client.diagnostics(uri, 1)
+    shown = client.request("textDocument/hover", {"textDocument": {"uri": uri}, "position": pos(text, "fr_FR")})
+    value = shown["contents"]["value"]
+    assert 'locale "fr_FR"' in value and "French (France)" in value and "mardi 1 décembre 2026" in value
+    signature = client.request("textDocument/hover", {"textDocument": {"uri": uri},
+                                                       "position": pos(text, "format_date", 2)})["contents"]["value"]
+    assert "format_date(d: date | datetime, pattern: str = 'medium', locale: str = the file's locale) -> str" in signature
+    assert "any" not in signature.split("```")[1]
+
+    def labels(changed: str, needle: str, delta: int, version: int) -> list[dict[str, Any]]:
+        client.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": version},
+                                                 "contentChanges": [{"text": changed}]})
+        result = client.request("textDocument/completion", {"textDocument": {"uri": uri},
+                                                            "position": pos(changed, needle, delta)})
+        return result["items"]
+
+    quoted = text.replace("category = 'VIP'", "category = 'V")
+    items = labels(quoted, "category = 'V", 12, 2)
+    assert [(i["label"], i["insertText"]) for i in items] == [("'VIP'", "VIP'"), ("'Visitor'", "Visitor'")]
+    assert labels(text.replace("category = 'VIP'", "category = 'VIP' and email = 'x"), "email = 'x", 10, 3) == []
+    locales = labels(text.replace('locale "fr_FR"', 'locale "nl_'), 'locale "nl_', 11, 4)
+    assert ("nl_NL", "Dutch (Netherlands)") in [(i["label"], i.get("detail")) for i in locales]
+    assert all(i["label"].startswith("nl_") for i in locales)
+
+
 # ----------------------------------------------------------------------------- the VS Code extension
 
 EDITOR = Path(__file__).resolve().parent.parent / "editors" / "vscode"

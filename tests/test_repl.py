@@ -172,7 +172,7 @@ def test_completes_commands_triggers_fields_functions_and_actions(session: ReplS
     assert complete(session, "co")["company"] == "str?"
     assert complete(session, "address.c") == {"address.city": "str"}
     assert complete(session, "guest.address.z") == {"guest.address.zip": "str?"}
-    assert complete(session, "up")["upper"] == "upper(s: str)"
+    assert complete(session, "up")["upper"] == "upper(s: str) -> str"
     assert complete(session, "set_")["set_status"] == "set_status(guest_id: str, status: str)"
     assert complete(session, "send_e")["send_email"].endswith("-> { message_id: str }")
     assert complete(session, "wi") == {"with": "keyword", "within": "keyword"}

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 
-from whenthen.compiler.decls import ActionSig, FunctionSig, ParamSig, Schema
+from whenthen.compiler.decls import Schema
 from whenthen.compiler.types import Type
 from whenthen.repl.lexer import KEYWORDS
-from whenthen.runtime.evaluate import show_value
+from whenthen.stdlib.docs import action_signature, function_signature  # one renderer: docs, REPL, LSP
 
 # Every REPL command with a one-line summary; `:help` prints the same table.
 COMMANDS: dict[str, str] = {
@@ -40,23 +40,6 @@ class Candidate:
     text: str
     meta: str
     kind: str  # 'field' | 'name' | 'function' | 'action' | 'trigger' | 'keyword' | 'command'
-
-
-def format_params(params: tuple[ParamSig, ...]) -> str:
-    """`name: type = default`, the default in the language's literal syntax (`body: str = ''`)."""
-    return ", ".join(f"{p.name}: {p.type}" + (f" = {show_value(p.default)}" if p.has_default else "")
-                     for p in params)
-
-
-def function_signature(sig: FunctionSig) -> str:
-    if sig.variadic:
-        return f"{sig.name}(a, b, …)"
-    return f"{sig.name}({format_params(sig.params)})"
-
-
-def action_signature(sig: ActionSig) -> str:
-    result = f" -> {sig.result}" if sig.result is not None else ""
-    return f"{sig.name}({format_params(sig.params)}){result}"
 
 
 def event_names(schema: Schema, trigger: str | None) -> dict[str, Type]:

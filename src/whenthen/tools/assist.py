@@ -11,6 +11,7 @@ the last analysis that parsed; hover and definition use the current analysis's A
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ from whenthen.compiler.types import ANY, PRIMITIVES, Type
 from whenthen.diagnostics import Span
 from whenthen.grammar import ast
 from whenthen.grammar.postlex import CONTEXTUAL_KEYWORDS, KEYWORDS
-from whenthen.repl.completion import action_signature, function_signature
 from whenthen.source import Source
+from whenthen.stdlib import formatting
+from whenthen.stdlib.docs import action_signature, function_signature
 
 _STRINGS_AND_COMMENTS = re.compile(r"""'(?:[^'\\\n]|\\[^\n])*'|"(?:[^"\\\n]|\\[^\n])*"|#[^\n]*""")
 _ITEM_START = re.compile(r"^[ \t]*(rule|when|trigger|action|timezone)\b", re.MULTILINE)
@@ -74,9 +76,18 @@ def complete(text: str, offset: int, context: Analysis) -> list[Completion]:
     """Completions at `offset` of `text` (the document as typed), with types from `context`."""
     schema = context.checked.schema
     before = text[:offset]
-    line = _code_before_cursor(before[before.rfind("\n") + 1:])
+    raw = before[before.rfind("\n") + 1:]
+    line = _code_before_cursor(raw)
+    enum_only = False
     if line is None:
-        return []
+        locale = re.match(r'[ \t]*locale[ \t]+"([\w-]*)$', raw)
+        if locale:
+            return _locales(locale.group(1))
+        quote = re.search(r"'\w*$", raw)  # just after the opening quote of an enum value?
+        head = _code_before_cursor(raw[:quote.start()]) if quote else None
+        if quote is None or head is None:
+            return []
+        line, enum_only = head + raw[quote.start():], True
     scope = _Scope.at(text, offset, context)
 
     target = re.search(r"(?:^|[\s;])(when|for|emit)[ \t]+([\w.]*)$", line)
@@ -104,6 +115,8 @@ def complete(text: str, offset: int, context: Analysis) -> list[Completion]:
             quoted = bool(re.search(r"'\w*$", line))  # the opening quote is typed already
             return [Completion(f"'{v}'", "enum", str(left), insert=(f"{v}'" if quoted else f"'{v}'"))
                     for v in values]
+    if enum_only:
+        return []
 
     items: list[Completion] = []
     call = _open_call(before)
@@ -174,6 +187,40 @@ def _code_before_cursor(line: str) -> str | None:
     if state == "code":
         return line
     return line[expr_start:] if state == "expr" else None
+
+
+def _locales(prefix: str) -> list[Completion]:
+    """The CLDR locales starting with `prefix` (as `fr_FR`; `fr-FR` is accepted too), with their
+    names when few enough to name quickly."""
+    from babel.localedata import locale_identifiers
+
+    wanted = prefix.replace("-", "_").lower()
+    found = sorted(n for n in locale_identifiers() if n.lower().startswith(wanted))
+    sep = "-" if "-" in prefix else "_"
+    named = len(found) <= 60
+    return [Completion(n.replace("_", sep), "enum", _locale_name(n) if named else "") for n in found]
+
+
+def _locale_name(name: str) -> str:
+    try:
+        return str(formatting.locale_named(name).get_display_name("en") or "")
+    except ValueError:
+        return ""
+
+
+def _locale_markdown(name: str) -> str:
+    """What `locale "…"` means: the locale's name and how the formatting functions render in it."""
+    problem = formatting.locale_problem(name)
+    if problem is not None:
+        return _code(f'locale "{name}"') + f"\n\n{problem}"
+    when = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+    samples = [("format_date(d, 'full')", formatting.format_date(when.date(), "full", name, "UTC")),
+               ("format_datetime(t, 'short')", formatting.format_datetime(when, "short", name, "UTC")),
+               ("format_number(1234.56)", formatting.format_number(1234.56, name)),
+               ("format_currency(1234.56, 'EUR')", formatting.format_currency(1234.56, "EUR", name))]
+    lines = "\n".join(f"- `{call}` → {shown}" for call, shown in samples)
+    return (_code(f'locale "{name}"') + f"\n\n{_locale_name(name)}: the default locale of this file's "
+            f"formatting functions.\n\n{lines}")
 
 
 def _triggers(schema: Schema) -> list[tuple[str, TriggerSchema]]:
@@ -309,6 +356,8 @@ def _spanned(file: ast.File) -> Iterator[tuple[Span, str, object]]:
                 yield node.trigger_span, "trigger", node.trigger
             case ast.TriggerDecl():
                 yield node.name_span, "trigger", node.name
+            case ast.LocaleDecl():
+                yield node.span, "locale", node.name
             case ast.ActionDecl():
                 yield node.name_span, "action", node.name
             case ast.Let():
@@ -381,6 +430,8 @@ def hover(analysis: Analysis, offset: int) -> tuple[str, Span] | None:
         return _code(f"{kind} {node.name}: {type_}"), span
     if what == "keyword":
         return _KEYWORD_DOCS[str(node)], span
+    if what == "locale":
+        return _locale_markdown(str(node)), span
     if what == "loopvar":
         assert isinstance(node, ast.For)
         items = checked.types.get(node.items.id, ANY)
