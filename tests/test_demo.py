@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -47,3 +49,29 @@ def test_demo_without_events_file_is_a_usage_error(tmp_path: Path) -> None:
     done = whenthen("demo", "rules", cwd=tmp_path)
     assert done.returncode == 2
     assert "events file" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_demo_without_a_folder_uses_the_examples_installed_with_whenthen(tmp_path: Path) -> None:
+    """After a plain `pip install whenthen` there is no examples/ folder: the wheel carries them.
+    A wheel is built from this checkout and unpacked (which is what installing it does)."""
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                            str(wheels), str(EXAMPLES.parent)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    installed = tmp_path / "site"
+    with zipfile.ZipFile(next(wheels.glob("whenthen-*.whl"))) as wheel:
+        names = wheel.namelist()
+        wheel.extractall(installed)
+    for name in ("examples/schema.rules", "examples/events.jsonl", "examples/actions.py", "starter/welcome.rules"):
+        assert f"whenthen/{name}" in names
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    done = subprocess.run([sys.executable, "-m", "whenthen", "demo"], cwd=empty, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(installed)})
+    assert done.returncode == 0, done.stderr
+    assert "10 rules published and enabled in whenthen.db" in done.stdout
+    assert "Look around: whenthen rules · whenthen runs · whenthen run 1 · whenthen versions 'Appointment reminder'" in done.stdout
+    assert (empty / "whenthen.db").exists()

@@ -799,18 +799,23 @@ def simulate(obj: Context, paths: tuple[str, ...], events_file: str, until: str 
 
 
 @main.command()
-@click.argument("folder", default="examples", type=click.Path(file_okay=False))
+@click.argument("folder", required=False, type=click.Path(file_okay=False))
 @click.option("--events", "events_file", default=None, help="Events to replay [default: FOLDER/events.jsonl].")
 @click.pass_obj
-def demo(obj: Context, folder: str, events_file: str | None) -> None:
+def demo(obj: Context, folder: str | None, events_file: str | None) -> None:
     """Publish FOLDER's rules into --db and replay its events on a simulated clock, for real.
 
+    Without FOLDER: ./examples when there is one, else the examples installed with whenthen.
     Host actions come from FOLDER/actions.py when it exists. Unlike `simulate`, the runs, their history and the outbox stay in the database, so `rules`,
     `runs`, `run ID` and `versions` show them afterwards.
     """
+    from importlib import resources
+
     from whenthen.runtime.engine import load_actions_module, load_host_triggers
     from whenthen.runtime.simulate import render_text, simulate
 
+    if folder is None:
+        folder = "examples" if Path("examples", "events.jsonl").exists() else str(resources.files("whenthen") / "examples")
     events_file = events_file or str(Path(folder) / "events.jsonl")
     if not Path(folder).is_dir() or not Path(events_file).exists():
         fail(f"need a folder of *.rules with an events file: {folder}, {events_file}")
@@ -829,7 +834,8 @@ def demo(obj: Context, folder: str, events_file: str | None) -> None:
     click.echo(render_text(result), nl=False)
     runs = sum(counts["runs"] for counts in result.summary.values())
     click.echo(f"\n{len(result.summary)} rules published and enabled in {obj.db}; {runs} runs stored.")
-    click.echo("Look around: whenthen rules · whenthen runs · whenthen run 1 · whenthen versions 'VIP welcome'")
+    first_rule = next(iter(result.summary), "RULE")
+    click.echo(f"Look around: whenthen rules · whenthen runs · whenthen run 1 · whenthen versions '{first_rule}'")
     if result.event_errors:
         sys.exit(EXIT_INPUT_ERROR)
 
@@ -974,6 +980,23 @@ def db_copy(source: str, target: str) -> None:
                f"{counts['runs']} run(s) ({counts['waiting']} waiting), {counts['events']} event(s), "
                f"{counts['steps']} step(s), {counts['outbox']} outbox message(s), "
                f"{counts['schedules']} schedule(s)")
+
+
+@main.command()
+@click.argument("folder", default=".", type=click.Path(file_okay=False))
+def init(folder: str) -> None:
+    """Write a starter project into FOLDER (default: here): a schema, a rule, events, settings."""
+    from whenthen.tools.starter import create_project
+
+    try:
+        written = create_project(Path(folder))
+    except WhenthenError as exc:
+        fail(str(exc))
+    for path in written:
+        click.echo(f"  created {path}")
+    into = "" if folder == "." else f"cd {folder} && "
+    click.echo(f"Next: {into}whenthen check . && whenthen simulate . --events events.jsonl "
+               "(README.md in the folder has the rest)")
 
 
 @main.command()
