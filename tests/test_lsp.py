@@ -220,6 +220,40 @@ def test_locale_hover_and_completion_enum_after_a_quote_and_stdlib_signatures(cl
     assert all(i["label"].startswith("nl_") for i in locales)
 
 
+def test_references_and_rename_of_a_let_and_of_a_trigger_across_files(client: Client, project: Path) -> None:
+    uri, schema_uri = open_doc(client, project / "welcome.rules"), (project / "schema.rules").as_uri()
+    client.diagnostics(uri, 1)
+    at = {"textDocument": {"uri": uri}}
+
+    def where(locations: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
+        return [(loc["uri"].rsplit("/", 1)[1], loc["range"]["start"]["line"], loc["range"]["start"]["character"])
+                for loc in locations]
+
+    refs = client.request("textDocument/references", {**at, "position": pos(RULES, "message: form", 10),
+                                                       "context": {"includeDeclaration": True}})
+    assert where(refs) == [("welcome.rules", 3, 6), ("welcome.rules", 6, 15)]
+    refs = client.request("textDocument/references", {**at, "position": pos(RULES, "guest.added", 2),
+                                                       "context": {"includeDeclaration": False}})
+    assert where(refs) == [("welcome.rules", 1, 5)]
+    refs = client.request("textDocument/references", {**at, "position": pos(RULES, "guest.added", 2),
+                                                       "context": {"includeDeclaration": True}})
+    assert where(refs) == [("schema.rules", 0, 8), ("welcome.rules", 1, 5)]
+
+    edit = client.request("textDocument/rename", {**at, "position": pos(RULES, "let form", 5), "newName": "page"})
+    assert [(e["range"]["start"], e["newText"]) for e in edit["changes"][uri]] == [
+        ({"line": 3, "character": 6}, "page"), ({"line": 6, "character": 15}, "page")]
+    edit = client.request("textDocument/rename", {**at, "position": pos(RULES, "guest.added", 2), "newName": "guest.joined"})
+    assert set(edit["changes"]) == {uri, schema_uri}
+    assert [e["newText"] for e in edit["changes"][schema_uri]] == ["guest.joined"]
+    with pytest.raises(AssertionError, match="not a valid let name"):
+        client.request("textDocument/rename", {**at, "position": pos(RULES, "let form", 5), "newName": "a b"})
+    aliased = RULES.replace("to: email", "to: guest.email")
+    client.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": aliased}]})
+    client.diagnostics(uri, 2)
+    with pytest.raises(AssertionError, match="alias `guest`"):
+        client.request("textDocument/rename", {**at, "position": pos(aliased, "guest.added", 2), "newName": "visitor.added"})
+
+
 # ----------------------------------------------------------------------------- the VS Code extension
 
 EDITOR = Path(__file__).resolve().parent.parent / "editors" / "vscode"

@@ -552,3 +552,81 @@ def outline(analysis: Analysis) -> list[Symbol]:
                 symbols.append(Symbol(item.name, "action", action_signature(sig) if sig else "", item.span,
                                       item.name_span))
     return symbols
+
+
+# ----------------------------------------------------------------------------- references, rename
+
+
+@dataclass(frozen=True)
+class Symbolic:
+    """What references and rename act on: a rule's `let` (its declaration) or a trigger."""
+
+    kind: str  # 'let' | 'trigger'
+    name: str
+    declared: Span | None  # the let's name, or the trigger's declaration (None: not the program's)
+    spans: tuple[Span, ...]  # every occurrence, the declaration first when there is one
+
+
+def symbol_at(analysis: Analysis, offset: int) -> Symbolic | None:
+    """The `let` or trigger at `offset`, with every place it is written (a `let` within its rule,
+    a trigger across all files of the program)."""
+    found = _at(analysis, offset)
+    if found is None:
+        return None
+    _, what, node = found
+    if what == "trigger":
+        name = str(node)
+        decl = analysis.checked.schema.triggers.get(name)
+        declared = decl.span if decl is not None and decl.origin == "program" else None
+        spans = [span for file in analysis.checked.files for span, kind, n in _spanned(file)
+                 if kind == "trigger" and n == name and span.end > span.start]
+        spans.sort(key=lambda s: (s != declared, s.file, s.start))
+        return Symbolic("trigger", name, declared, tuple(spans))
+    let: ast.Let | None = None
+    if what == "let":
+        assert isinstance(node, ast.Let)
+        let = node
+    elif what == "name":
+        assert isinstance(node, ast.Name)
+        ref = analysis.checked.refs.get(node.id)
+        if ref is None or ref.kind != "let":
+            return None
+        declared = _let_definition(analysis, node)
+        rule = _enclosing_rule(analysis, node.span.start)
+        let = next((n for n in ast.walk(rule.body) if isinstance(n, ast.Let) and n.name_span == declared),
+                   None) if rule and declared else None
+    if let is None:
+        return None
+    rule = _enclosing_rule(analysis, let.span.start)
+    uses = [n.span for n in ast.walk(rule.body) if isinstance(n, ast.Name) and n.name == let.name
+            and (ref := analysis.checked.refs.get(n.id)) is not None and ref.kind == "let"
+            and _let_definition(analysis, n) == let.name_span] if rule else []
+    return Symbolic("let", let.name, let.name_span, (let.name_span, *sorted(uses, key=lambda s: s.start)))
+
+
+_LET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TRIGGER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def rename(analysis: Analysis, offset: int, new_name: str) -> list[tuple[Span, str]]:
+    """The edits that rename the `let` or program-declared trigger at `offset`; ValueError saying
+    why not (nothing renamable there, a trigger the program does not declare, a bad new name)."""
+    symbol = symbol_at(analysis, offset)
+    if symbol is None:
+        raise ValueError("only a rule's `let` names and the program's triggers can be renamed")
+    pattern = _LET_NAME if symbol.kind == "let" else _TRIGGER_NAME
+    if not pattern.fullmatch(new_name) or new_name in KEYWORDS:
+        raise ValueError(f"{new_name!r} is not a valid {'let' if symbol.kind == 'let' else 'trigger'} name")
+    if symbol.kind == "trigger":
+        if symbol.declared is None:
+            raise ValueError(f"trigger {symbol.name} is not declared in the program: it cannot be renamed here")
+        if new_name in analysis.checked.schema.triggers and new_name != symbol.name:
+            raise ValueError(f"trigger {new_name} exists already")
+        old_alias, new_alias = symbol.name.split(".")[0], new_name.split(".")[0]
+        if old_alias != new_alias and any(
+                isinstance(n, ast.Name) and n.name == old_alias
+                for file in analysis.checked.files for item in file.items
+                if isinstance(item, ast.Rule) and isinstance(item.when, ast.TriggerRef) and item.when.name == symbol.name
+                for n in ast.walk(item)):
+            raise ValueError(f"rules of {symbol.name} use its alias `{old_alias}`, which the new name would change")
+    return [(span, new_name) for span in symbol.spans]

@@ -18,13 +18,14 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument
 
 from whenthen.diagnostics import Diagnostic, Span
 from whenthen.source import Source
-from whenthen.tools.assist import Analysis, complete, definition, hover, outline
+from whenthen.tools.assist import Analysis, complete, definition, hover, outline, rename, symbol_at
 from whenthen.tools.fmt import FormatError, format_source
 from whenthen.tools.workspace import Cancelled, Workspace
 
@@ -289,6 +290,41 @@ def on_definition(ls: WhenthenServer, params: lsp.DefinitionParams) -> lsp.Locat
         return None
     target_uri = uri if span.file == analysis.path else (from_fs_path(span.file) or span.file)
     return lsp.Location(uri=target_uri, range=_range(ls.workspace.get_text_document(target_uri), span))
+
+
+def _location(ls: WhenthenServer, analysis: Analysis, uri: str, span: Span) -> lsp.Location:
+    target = uri if span.file == analysis.path else (from_fs_path(span.file) or span.file)
+    return lsp.Location(uri=target, range=_range(ls.workspace.get_text_document(target), span))
+
+
+@server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
+def on_references(ls: WhenthenServer, params: lsp.ReferenceParams) -> list[lsp.Location] | None:
+    """Every use of a rule's `let` (in its rule) or of a trigger (in every file of the folder)."""
+    uri = params.text_document.uri
+    analysis = ls.analysis(uri)
+    doc = ls.workspace.get_text_document(uri)
+    symbol = symbol_at(analysis, doc.offset_at_position(params.position))
+    if symbol is None:
+        return None
+    spans = [s for s in symbol.spans if params.context.include_declaration or s != symbol.declared]
+    return [_location(ls, analysis, uri, s) for s in spans]
+
+
+@server.feature(lsp.TEXT_DOCUMENT_RENAME)
+def on_rename(ls: WhenthenServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit:
+    """Rename a rule's `let` or a trigger the program declares (everywhere it is written)."""
+    uri = params.text_document.uri
+    analysis = ls.analysis(uri)
+    doc = ls.workspace.get_text_document(uri)
+    try:
+        edits = rename(analysis, doc.offset_at_position(params.position), params.new_name)
+    except ValueError as exc:
+        raise JsonRpcInvalidParams(str(exc)) from None
+    changes: dict[str, list[lsp.TextEdit]] = {}
+    for span, text in edits:
+        where = _location(ls, analysis, uri, span)
+        changes.setdefault(where.uri, []).append(lsp.TextEdit(range=where.range, new_text=text))
+    return lsp.WorkspaceEdit(changes=changes)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
