@@ -27,15 +27,15 @@ from whenthen.compiler.decls import ActionSig, ParamSig, Schema, TriggerSchema
 from whenthen.compiler.types import Type
 from whenthen.diagnostics import EventError
 from whenthen.runtime import vm
+from whenthen.runtime.actions import Actions, ActionUnavailable, RetryPolicy
 from whenthen.runtime.catalog import Catalog, LoadedRule, Published, compiled_hash, field_path, index_key
 from whenthen.runtime.clock import Clock, RealClock
 from whenthen.runtime.context import Context, EngineError, Queued, dump_values, dumps, storable
-from whenthen.runtime.events import coerce_value, lookup_trigger, validate_event
+from whenthen.runtime.events import lookup_trigger, validate_event
 from whenthen.runtime.scheduler import Scheduler
 from whenthen.runtime.store import LeaseLost, RunRow, StoreUnavailable, open_store
 from whenthen.stdlib.config import StdlibConfig
-from whenthen.stdlib.errors import PermanentActionError
-from whenthen.stdlib.transports import ActionCall, Transports
+from whenthen.stdlib.transports import Transports
 from whenthen.values import format_datetime
 
 if TYPE_CHECKING:
@@ -54,25 +54,6 @@ CASCADE_PAUSE_SECONDS = 0.005
 _log = logging.getLogger("whenthen.engine")
 ENDED = ("completed", "failed", "exited")
 _FAILURE_TRIGGERS = ("run.failed", "action.failed")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often an action that raises is tried again, with exponential backoff between tries
-    (the run waits, durably, for each retry; simulate retries at once)."""
-
-    attempts: int = 3
-    base_delay: float = 0.5
-    factor: float = 2.0
-    max_delay: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        return min(self.max_delay, self.base_delay * self.factor ** (attempt - 1))
-
-
-class ActionUnavailable(PermanentActionError):  # noqa: N818 - never retried
-    """An action has no implementation here; retrying cannot help."""
 
 
 @dataclass
@@ -119,17 +100,33 @@ class Engine:
         self.store = open_store(db, read_only=read_only)  # read_only: never creates, upgrades or writes
         self.ctx = Context(self.store, clock or RealClock(), self.config, lease_seconds=lease_seconds,
                            on_trace=on_trace)
-        self.retry = retry or RetryPolicy()
-        self.dry_run = dry_run  # simulate: actions are recorded; only host actions give results
-        # called after each action call with (name, seconds, failed): the service's metrics
-        self.on_action: Callable[[str, float, bool], None] | None = None
         self.catalog = Catalog(self.ctx)
+        self.actions = Actions(self.ctx, self.catalog, self.transports, retry or RetryPolicy(), dry_run)
         self.scheduler = Scheduler(self)
 
     clock = _shared("clock", "The engine's clock (a simulated one in simulate and the REPL).")
     lease_seconds = _shared("lease_seconds", "How long a claim on an event or a run lasts unrenewed.")
     on_trace = _shared("on_trace", "Called with each trace record (simulate, the REPL), or None.")
     owner = _shared("owner", "This engine's name in leases: host:pid:random.")
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How often a failing action is tried again."""
+        return self.actions.retry
+
+    @property
+    def dry_run(self) -> bool:
+        """Simulate: actions are recorded; only host actions give results."""
+        return self.actions.dry_run
+
+    @property
+    def on_action(self) -> Callable[[str, float, bool], None] | None:
+        """Called after each action call with (name, seconds, failed): the service's metrics."""
+        return self.actions.on_action
+
+    @on_action.setter
+    def on_action(self, hook: Callable[[str, float, bool], None] | None) -> None:
+        self.actions.on_action = hook
 
     def close(self) -> None:
         self.store.close()
@@ -683,85 +680,6 @@ class Engine:
             record["error"] = error
         self.ctx.trace(record)
 
-    # ------------------------------------------------------------------ actions
-
-    def _call_action(self, act: _Activation, name: str, args: dict[str, Any], step: int) -> Any:
-        """Journal the intent, call the action (with retries), journal the result."""
-        run = act.run
-        sig = self.catalog.actions.get(name)
-        now = self.clock.now()
-        at = format_datetime(now)
-        self.ctx.trace({"kind": "action", "at": at, "rule": run.rule, "run": run.id, "action": name,
-                     "args": values.to_json(args)})
-        previous = self.store.journal_get(run.id, step)
-        for row in previous:
-            if row.get("damaged"):  # never replay an altered result: the run fails naming it
-                raise RuntimeError(row["damaged"])
-            if row["status"] == "done":  # replaying after a crash: the action already happened
-                act.ordinal += 1
-                return values.unpack(row["result"]) if row["result"] is not None else None
-        attempt = previous[-1]["attempt"] if previous and previous[-1]["status"] == "started" else len(previous) + 1
-        ordinal = act.ordinal
-        act.ordinal += 1
-        full = _with_defaults(sig, args)
-        while True:
-            key = f"{run.id}:{step}:{attempt}"
-            row = {"ordinal": ordinal, "attempt": attempt, "at": at, "action": name, "step": step,
-                   "idem_key": key, "args": dumps(values.to_json(args))}
-            self.store.journal_intent(run, time.time() + self.lease_seconds, act.steps, row)
-            act.steps = []
-            outbox = None
-            started = time.perf_counter()
-            try:
-                call = ActionCall(run.rule, run.id, key, f"{run.id}:{step}", at)
-                result, outbox = self._invoke(sig, name, full, call)
-                if sig is not None and sig.result is not None and result is not None:
-                    result = coerce_value(sig.result, result, f"result of {name}")
-            except Exception as exc:
-                if self.on_action is not None:
-                    self.on_action(name, time.perf_counter() - started, True)
-                error = str(exc) or type(exc).__name__
-                self.store.journal_result(run, key, "failed", None, error)
-                if isinstance(exc, PermanentActionError) or attempt >= self.retry.attempts:
-                    if run.depth <= MAX_EMIT_DEPTH:  # bounded: a failure beyond it fires nothing
-                        act.emits.append(("action.failed", {"rule": run.rule, "run_id": str(run.id),
-                                                            "action": name, "error": error},
-                                          run.depth + 1, "system"))
-                    raise RuntimeError(error) from None
-                if not self.dry_run:
-                    # Retry later, durably: the run goes back to its last snapshot, due after the
-                    # backoff; the replay then finds this attempt failed in the journal and makes
-                    # the next one. The worker is free meanwhile.
-                    due = epoch(self.clock.now()) + self.retry.delay(attempt)
-                    try:
-                        self.store.defer_run(run, due, at)
-                    except LeaseLost:
-                        pass
-                    act.lease_lost = True  # abandon this activation without committing it
-                    raise vm.HostAbort() from None
-                attempt += 1
-                continue
-            if self.on_action is not None:
-                self.on_action(name, time.perf_counter() - started, False)
-            self.store.journal_result(run, key, "done", values.pack(result), None, outbox)
-            return result
-
-    def _invoke(self, sig: ActionSig | None, name: str, args: dict[str, Any], call: ActionCall
-                ) -> tuple[Any, tuple[str, str, str] | None]:
-        host = self.catalog.host_actions.get(name)  # a host action may replace a stdlib one (send_message)
-        if host is not None and host.impl is not None:
-            return _call_with_key(host.impl, args, call.key), None
-        if self.dry_run:
-            return None, None
-        if sig is not None and sig.impl is not None:
-            return _call_with_key(sig.impl, args, call.key), None
-        if sig is not None and sig.origin == "stdlib":
-            return self.transports.call(name, args, call)
-        if self.config.unbound_actions == "outbox":  # opted in: record the call, the result is null
-            return None, (name, dumps(values.to_json(args)), call.at)
-        raise ActionUnavailable(f"action '{name}' has no implementation here (register it with "
-                                "engine.action, or load it with --actions)")
-
     # ------------------------------------------------------------------ reading runs
 
     def runs(self, rule: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
@@ -850,7 +768,7 @@ class _RunHost:
         try:
             if not self.engine._materialize(self.act):  # the journal names the run
                 raise vm.HostAbort()
-            return self.engine._call_action(self.act, name, args, step)
+            return self.engine.actions.call(self.act, name, args, step)
         except LeaseLost:
             self.act.lease_lost = True
             raise vm.HostAbort() from None
@@ -911,34 +829,6 @@ def _decode_frame(blob: bytes | None) -> vm.Frame | None:
         return vm.Frame.decode(blob)
     except BytecodeError:
         return None
-
-
-def _with_defaults(sig: ActionSig | None, args: dict[str, Any]) -> dict[str, Any]:
-    if sig is None:
-        return dict(args)
-    full = {}
-    for p in sig.params:
-        if p.name in args:
-            full[p.name] = args[p.name]
-        elif p.has_default:
-            full[p.name] = p.default
-    for k, v in args.items():
-        full.setdefault(k, v)
-    return full
-
-
-def _call_with_key(fn: Callable[..., Any], args: dict[str, Any], key: str) -> Any:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}
-    kwargs = dict(args)
-    if "idempotency_key" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs["idempotency_key"] = key
-    result = fn(**kwargs)
-    if hasattr(result, "model_dump"):  # a pydantic model
-        result = result.model_dump()
-    return result
 
 
 def _run_view(row: dict[str, Any]) -> dict[str, Any]:
