@@ -254,6 +254,32 @@ def test_references_and_rename_of_a_let_and_of_a_trigger_across_files(client: Cl
         client.request("textDocument/rename", {**at, "position": pos(aliased, "guest.added", 2), "newName": "visitor.added"})
 
 
+def test_signature_help_in_action_and_function_calls_and_emit(client: Client, project: Path) -> None:
+    uri = open_doc(client, project / "welcome.rules")
+    client.diagnostics(uri, 1)
+    text = RULES.replace("  log(message: form)\n", "  log(message: format_date(d: now(), \n  emit guest.added(id: 'x', \n")
+    client.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": text}]})
+
+    def helped(needle: str, delta: int) -> tuple[str, list[str], int | None]:
+        found = client.request("textDocument/signatureHelp", {"textDocument": {"uri": uri},
+                                                              "position": pos(text, needle, delta)})
+        (sig,) = found["signatures"]
+        label = sig["label"]
+        return label, [label[a:b] for a, b in (p["label"] for p in sig["parameters"])], found.get("activeParameter")
+
+    label, params, active = helped("send_email(to: email, ", 22)
+    assert label.startswith("action send_email(to: str, subject: str") and params[:2] == ["to: str", "subject: str"]
+    assert active == 1
+    label, params, active = helped("set_status(", 11)
+    assert params == ["guest_id: str", "status: str"] and active == 0
+    label, params, active = helped("format_date(d: now(), ", 22)
+    assert params == ["d: date | datetime", "pattern: str = 'medium'", "locale: str = the file's locale"] and active == 1
+    label, params, active = helped("emit guest.added(id: 'x', ", 26)
+    assert label.startswith("emit guest.added(id: str, email: str") and active == 1
+    assert client.request("textDocument/signatureHelp", {"textDocument": {"uri": uri},
+                                                         "position": pos(text, "when guest", 2)}) is None
+
+
 # ----------------------------------------------------------------------------- the VS Code extension
 
 EDITOR = Path(__file__).resolve().parent.parent / "editors" / "vscode"

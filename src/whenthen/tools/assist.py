@@ -630,3 +630,91 @@ def rename(analysis: Analysis, offset: int, new_name: str) -> list[tuple[Span, s
                 for n in ast.walk(item)):
             raise ValueError(f"rules of {symbol.name} use its alias `{old_alias}`, which the new name would change")
     return [(span, new_name) for span in symbol.spans]
+
+
+# ----------------------------------------------------------------------------- signature help
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The call or `emit` whose parentheses are open at the cursor: its signature, where each
+    parameter is in it (offsets into `label`), the parameter being typed, and its doc."""
+
+    label: str
+    params: tuple[tuple[int, int], ...]
+    active: int | None
+    doc: str = ""
+
+
+def _param_spans(label: str) -> list[tuple[int, int]]:
+    """Where each parameter of a rendered signature is: split at its top-level commas."""
+    spans, level, quote, start = [], 0, "", label.index("(") + 1
+    for i in range(start, len(label)):
+        ch = label[i]
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"" and label[i - 1] in " (|[":  # a literal, not the apostrophe of "file's"
+            quote = ch
+        elif ch in "([{":
+            level += 1
+        elif ch in ")]}" and level:
+            level -= 1
+        elif ch in ",)" and level == 0:
+            spans.append((start, i))
+            start = i + 2 if label[i + 1:i + 2] == " " else i + 1
+            if ch == ")":
+                break
+    return spans
+
+
+def signature_help(text: str, offset: int, context: Analysis) -> Signature | None:
+    """The signature of the action, function or `emit` being typed at `offset` of `text`."""
+    masked = _STRINGS_AND_COMMENTS.sub(lambda m: " " * len(m.group()), text[max(0, offset - 4000):offset])
+    depth, opened = 0, None
+    for i in range(len(masked) - 1, -1, -1):
+        ch = masked[i]
+        if ch in ")]}":
+            depth += 1
+        elif ch in "([{":
+            if depth == 0:
+                opened = i if ch == "(" else None
+                break
+            depth -= 1
+        elif ch == "\n" and re.match(r"[ \t]*(rule|when|trigger|action)\b", masked[i + 1:]):
+            break
+    if opened is None:
+        return None
+    named = re.search(r"(emit[ \t]+)?([A-Za-z_][\w.]*)[ \t]*$", masked[:opened])
+    if named is None:
+        return None
+    name, schema = named.group(2), context.checked.schema
+    doc = ""
+    if named.group(1):
+        trigger = schema.triggers.get(name)
+        if trigger is None:
+            return None
+        names = [f for f, _ in trigger.type.fields]
+        label = f"emit {name}(" + ", ".join(f"{f}: {t}" for f, t in trigger.type.fields) + ")"
+    elif name in schema.actions:
+        action = schema.actions[name]
+        names, label, doc = [p.name for p in action.params], f"action {action_signature(action)}", action.doc
+    elif name in schema.functions:
+        fn = schema.functions[name]
+        names = [] if fn.variadic else [p.name for p in fn.params]
+        label, doc = f"function {function_signature(fn)}", fn.doc
+    else:
+        return None
+    params = _param_spans(label) if names else []
+    # the argument being typed: by its name when written (`to: …`), else by position
+    args, level, current = masked[opened + 1:], 0, 0
+    last = 0
+    for j, ch in enumerate(args):
+        if ch in "([{":
+            level += 1
+        elif ch in ")]}":
+            level -= 1
+        elif ch == "," and level == 0:
+            current, last = current + 1, j + 1
+    written = re.match(r"[ \t\n]*([A-Za-z_]\w*)[ \t]*:", args[last:])
+    active = names.index(written.group(1)) if written and written.group(1) in names else current
+    return Signature(label, tuple(params), active if active < len(params) else None, doc)

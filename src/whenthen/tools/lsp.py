@@ -25,7 +25,16 @@ from pygls.workspace import TextDocument
 
 from whenthen.diagnostics import Diagnostic, Span
 from whenthen.source import Source
-from whenthen.tools.assist import Analysis, complete, definition, hover, outline, rename, symbol_at
+from whenthen.tools.assist import (
+    Analysis,
+    complete,
+    definition,
+    hover,
+    outline,
+    rename,
+    signature_help,
+    symbol_at,
+)
 from whenthen.tools.fmt import FormatError, format_source
 from whenthen.tools.workspace import Cancelled, Workspace
 
@@ -266,6 +275,23 @@ def completion(ls: WhenthenServer, params: lsp.CompletionParams) -> lsp.Completi
             insert_text=item.insert,
             insert_text_format=lsp.InsertTextFormat.Snippet if item.snippet else lsp.InsertTextFormat.PlainText))
     return lsp.CompletionList(is_incomplete=False, items=items)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_SIGNATURE_HELP, lsp.SignatureHelpOptions(trigger_characters=["(", ","]))
+def on_signature_help(ls: WhenthenServer, params: lsp.SignatureHelpParams) -> lsp.SignatureHelp | None:
+    """The signature of the action, function or `emit` whose parentheses are open at the cursor."""
+    uri = params.text_document.uri
+    doc = ls.workspace.get_text_document(uri)
+    context = ls.last_parsed.get(uri) or ls.analysis(uri)
+    found = signature_help(doc.source, doc.offset_at_position(params.position), context)
+    if found is None:
+        return None
+    units = lambda i: len(found.label[:i].encode("utf-16-le")) // 2  # noqa: E731
+    info = lsp.SignatureInformation(
+        label=found.label,
+        documentation=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=found.doc) if found.doc else None,
+        parameters=[lsp.ParameterInformation(label=(units(a), units(b))) for a, b in found.params])
+    return lsp.SignatureHelp(signatures=[info], active_signature=0, active_parameter=found.active)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)
