@@ -14,26 +14,24 @@ import logging
 import os
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from whenthen import values
 from whenthen.calendar import SCHEDULE_TRIGGER, epoch
-from whenthen.compiler.code import BytecodeError
 from whenthen.compiler.decls import ActionSig, ParamSig, Schema, TriggerSchema
 from whenthen.compiler.types import Type
 from whenthen.diagnostics import EventError
-from whenthen.runtime import vm
 from whenthen.runtime.actions import Actions, ActionUnavailable, RetryPolicy
-from whenthen.runtime.catalog import Catalog, LoadedRule, Published, compiled_hash, field_path, index_key
+from whenthen.runtime.activation import MAX_EMIT_DEPTH, Activator
+from whenthen.runtime.catalog import Catalog, LoadedRule, Published, compiled_hash, index_key
 from whenthen.runtime.clock import Clock, RealClock
 from whenthen.runtime.context import Context, EngineError, Queued, dump_values, dumps, storable
+from whenthen.runtime.dispatch import Dispatcher
 from whenthen.runtime.events import lookup_trigger, validate_event
 from whenthen.runtime.scheduler import Scheduler
-from whenthen.runtime.store import LeaseLost, RunRow, StoreUnavailable, open_store
+from whenthen.runtime.store import StoreUnavailable, open_store
 from whenthen.stdlib.config import StdlibConfig
 from whenthen.stdlib.transports import Transports
 from whenthen.values import format_datetime
@@ -44,42 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_EMIT_DEPTH", "ActionUnavailable", "Engine", "EngineError", "LoadedRule", "Published", "RetryPolicy",
            "action_signature", "compiled_hash", "index_key", "load_actions_module", "load_host_triggers"]
 
-MAX_EMIT_DEPTH = vm.MAX_EMIT_DEPTH
-# A cascade commits at least this often (units of work: events dispatched, runs started), so
-# that no dispatch holds the write lock for long, and pauses after each commit so that another
-# process's writer gets the lock (SQLite's busy handler polls, it does not queue).
-CASCADE_CHUNK = 200
-CASCADE_CHUNK_SECONDS = 0.05
-CASCADE_PAUSE_SECONDS = 0.005
 _log = logging.getLogger("whenthen.engine")
-ENDED = ("completed", "failed", "exited")
-_FAILURE_TRIGGERS = ("run.failed", "action.failed")
-
-
-@dataclass
-class _Activation:
-    """What one activation of a run produced, committed together at its end."""
-
-    run: RunRow
-    loaded: LoadedRule
-    steps: list[dict[str, Any]] = field(default_factory=list)  # not yet written
-    emits: list[tuple[str, dict[str, Any], int, str]] = field(default_factory=list)
-    ordinal: int = 0
-    lease_lost: bool = False
-    store_lost: StoreUnavailable | None = None  # the database went away mid-activation: re-raised
-    # A new run is not stored before its first activation needs it (`Engine._materialize`): until
-    # then `run.id` is 0 and this holds what `Store.create_run` needs.
-    start: _Start | None = None
-    branches: list[tuple[int, int, int]] = field(default_factory=list)  # (split, case, share) taken
-
-
-@dataclass
-class _Start:
-    event: Queued
-    now: dt.datetime
-    exits: list[tuple[str, int, str, str | None, str | None]]
-
-
 def _shared(name: str, doc: str) -> Any:
     """A property of the engine that is its parts' shared setting `name` (read and set)."""
     return property(lambda self: getattr(self.ctx, name), lambda self, value: setattr(self.ctx, name, value),
@@ -102,6 +65,8 @@ class Engine:
                            on_trace=on_trace)
         self.catalog = Catalog(self.ctx)
         self.actions = Actions(self.ctx, self.catalog, self.transports, retry or RetryPolicy(), dry_run)
+        self.activator = Activator(self.ctx, self.catalog, self.actions)
+        self.dispatcher = Dispatcher(self.ctx, self.catalog, self.activator)
         self.scheduler = Scheduler(self)
 
     clock = _shared("clock", "The engine's clock (a simulated one in simulate and the REPL).")
@@ -245,9 +210,7 @@ class Engine:
             else:
                 event_id = self.store.insert_event(trigger, text, format_datetime(now), "pending", origin=origin)
             if dispatch:
-                self.ctx.budget = self.ctx.new_budget()
-                self._process(Queued(event_id, trigger, typed, 0))
-                self._drain()
+                self.dispatcher.dispatch(Queued(event_id, trigger, typed, 0))
         return event_id
 
     def accept(self, trigger: str, data: Any, *, idempotency_key: str | None = None) -> tuple[int, bool]:
@@ -355,8 +318,8 @@ class Engine:
                 if run is None:
                     break
                 self.ctx.budget = self.ctx.new_budget()
-                self._resume_claimed(run)
-                self._drain()
+                self.activator.resume_claimed(run)
+                self.dispatcher.drain()
             done += 1
         return done
 
@@ -376,9 +339,7 @@ class Engine:
                 except (EventError, ValueError) as exc:
                     self.store.reject_event(event_id, str(exc))
                     continue
-                self.ctx.budget = self.ctx.new_budget()
-                self._process(Queued(event_id, trigger, typed, depth))
-                self._drain()
+                self.dispatcher.dispatch(Queued(event_id, trigger, typed, depth))
             count += 1
         return count
 
@@ -409,276 +370,6 @@ class Engine:
                 if once:
                     return total
                 self.store.wait_for_work(idle, stop)  # PostgreSQL: woken early by a NOTIFY
-
-    # ------------------------------------------------------------------ dispatch
-
-    def _drain(self) -> None:
-        """Dispatch queued emitted events, first in first out, at the current instant."""
-        while self.ctx.queue:
-            item = self.ctx.queue.popleft()
-            held = item.event_id in self.ctx.held
-            self.ctx.held.discard(item.event_id)
-            if held or self.store.claim_event(item.event_id, self.ctx.owner, time.time(),
-                                              time.time() + self.lease_seconds):
-                self._process(item)
-                self.ctx.budget.work += 1
-                if self.ctx.queue:
-                    self._maybe_commit_chunk()
-        self.ctx.held.clear()
-
-    def _maybe_commit_chunk(self) -> None:
-        """Commit a long cascade in chunks (CASCADE_CHUNK units or CASCADE_CHUNK_SECONDS), so
-        other writers are never blocked for long. The events still queued are leased to this
-        process first, so no other worker takes them (each with a budget of its own) meanwhile."""
-        budget = self.ctx.budget
-        if budget.work < CASCADE_CHUNK and time.monotonic() - budget.since < CASCADE_CHUNK_SECONDS:
-            return
-        expires = time.time() + self.lease_seconds
-        for item in self.ctx.queue:
-            if item.event_id not in self.ctx.held and self.store.claim_event(item.event_id, self.ctx.owner, time.time(),
-                                                                          expires):
-                self.ctx.held.add(item.event_id)
-        self.store.commit_now()
-        if self.store.shared:  # a file other processes write to: let a waiting writer in
-            time.sleep(CASCADE_PAUSE_SECONDS)
-        budget.work, budget.since = 0, time.monotonic()
-
-    def _process(self, event: Queued) -> None:
-        """One event: exits first, then matching `wait for`s, then the rules it starts. Callers
-        `_refresh()` first (once per transaction: inside it, no other process can publish)."""
-        trigger, data = event.trigger, event.data
-        now = self.clock.now()
-        # Both kinds of candidates are read before anything runs: a wait that begins while this
-        # event is processed cannot match it (and an exited run is skipped by _try_resume).
-        exits, waits = self.store.dispatch_candidates(trigger, lambda f: index_key(field_path(data, f)))
-        for run_id, clause in exits:
-            self._try_exit(run_id, clause, data, now)
-        for run_id, _ in waits:
-            self._try_resume(run_id, event, now)
-        filtered: dict[tuple[str, int], int] = defaultdict(int)
-        seen = None
-        unstarted = None
-        missed = self.catalog.unloadable_on.get(trigger)
-        if missed:  # active versions that cannot be loaded: the event is counted as not started by them
-            target = self.store.schedule_rule(event.event_id) if trigger == SCHEDULE_TRIGGER else None
-            unstarted = {key: 1 for key in missed if target is None or key[0] == target} or None
-        if trigger == SCHEDULE_TRIGGER:
-            target = self.store.schedule_rule(event.event_id)
-            for loaded in self.catalog.active.get(trigger, ()):
-                if loaded.name != target:
-                    continue  # a schedule event starts only the rule whose slot it is
-                if loaded.accepts(data):
-                    self._start(loaded, event, now)
-                else:
-                    filtered[(loaded.name, loaded.version)] += 1
-        elif (group := self.catalog.starts.get(trigger)) is not None:
-            # Only rules whose required `field = constant` the event satisfies are evaluated; the
-            # others are filtered, which the store derives from `seen` (one row per event).
-            for loaded in group.candidates(data):
-                if loaded.accepts(data):
-                    self._start(loaded, event, now)
-            seen = (trigger, group.set_id)
-        self.store.finish_event(event.event_id, self.ctx.owner, filtered, seen, unstarted)
-
-    def _try_exit(self, run_id: int, clause: int, data: dict[str, Any], now: dt.datetime) -> None:
-        run = self.store.get_run(run_id)
-        if run is None or run.status in ENDED:
-            return
-        loaded = self.catalog.load(run.rule, run.version)
-        frame = _decode_frame(run.frame)
-        if loaded is None or frame is None:  # it cannot be evaluated: failed visibly, never skipped
-            self._fail_damaged(run, loaded)
-            return
-        if not vm.exit_matches(loaded.code, clause, frame.event, data, now=now):
-            return
-        at = format_datetime(now)
-        step = {"ordinal": 1_000_000, "at": at, "kind": "exit",
-                "data": dumps({"trigger": loaded.code.exits[clause].trigger, "event": values.to_json(data)})}
-        if self.store.exit_run(run_id, at, [step]):
-            self.ctx.trace({"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": "exited"})
-
-    def _try_resume(self, run_id: int, event: Queued, now: dt.datetime) -> None:
-        run = self.store.get_run(run_id)
-        if run is None or run.status != "waiting":
-            return
-        loaded = self.catalog.load(run.rule, run.version)
-        frame = _decode_frame(run.frame)
-        if loaded is None or frame is None:  # it cannot be evaluated: failed visibly, never skipped
-            self._fail_damaged(run, loaded)
-            return
-        if not vm.wait_matches(loaded.code, frame, event.data, now=now):
-            return
-        claimed = self.store.claim_run(run, self.ctx.owner, time.time(), time.time() + self.lease_seconds,
-                                       resume_event=event.event_id)
-        if claimed is not None:
-            self._activate(claimed, loaded, frame, event.data)
-
-    def _start(self, loaded: LoadedRule, event: Queued, now: dt.datetime) -> None:
-        """Start a run of `loaded` for `event`. The run row is written when the first activation
-        needs it (an action, an emit, a failure: `_materialize`), else once, in its final state,
-        with the activation's other rows (`Store.store_new_run`); the transaction is the same."""
-        code = loaded.code
-        frame = vm.start_frame(code, event.data, event.depth)
-        exits = []
-        for index, clause in enumerate(code.exits):
-            pairs = vm.exit_correlation(code, index, event.data, now=now)
-            fld, value = (pairs[0][0], index_key(pairs[0][1])) if pairs else (None, None)
-            exits.append(("exit", index, clause.trigger, fld, value))
-        run = RunRow(0, loaded.name, loaded.version, event.event_id, "running", None, epoch(now), None,
-                     event.depth, 1, 0)
-        budget = self.ctx.budget
-        refused = None
-        if budget.runs <= 0:
-            refused = budget.refusal("runs started", self.config.fan_out_runs)
-        budget.runs -= 1
-        budget.work += 1
-        self._activate(run, loaded, frame, None, _Start(event, now, exits), refused=refused)
-
-    def _materialize(self, act: _Activation) -> bool:
-        """Store the run of `act` if it is new and not stored yet (claimed by us, due now, with its
-        start snapshot), before anything that needs its id; False when an earlier, interrupted
-        attempt at this event already created it (run_due resumes that one: drop this activation)."""
-        start = act.start
-        if start is None:
-            return True
-        act.start = None
-        event, code = start.event, act.loaded.code
-        frame = vm.start_frame(code, event.data, event.depth).encode()
-        run = self.store.create_run(act.run.rule, act.run.version, event.event_id, frame, epoch(start.now),
-                                    event.depth, format_datetime(start.now), self.ctx.owner,
-                                    time.time() + self.lease_seconds, start.exits)
-        if run is None:
-            return False
-        act.run = run
-        return True
-
-    def _resume_claimed(self, run: RunRow) -> None:
-        """Continue a run claimed by run_due: a timer came, or a crash interrupted it."""
-        loaded = self.catalog.load(run.rule, run.version)
-        if loaded is None or run.frame is None:
-            self._fail_unloadable(run, self._why_unloadable(run, loaded))
-            return
-        try:
-            frame = vm.Frame.decode(run.frame)
-        except BytecodeError as exc:
-            self._fail_unloadable(run, f"run {run.id}: {exc}")
-            return
-        resume = None
-        if run.resume_event is not None:
-            row = self.store.event(run.resume_event)
-            if row is not None:
-                try:
-                    resume = validate_event(lookup_trigger(self.catalog.triggers, row["trigger"]), json.loads(row["data"]))
-                except (EventError, ValueError):
-                    resume = None
-        self._activate(run, loaded, frame, resume)
-
-    def _why_unloadable(self, run: RunRow, loaded: LoadedRule | None) -> str:
-        if run.damaged:
-            return run.damaged
-        if loaded is None:
-            return self.catalog.unloadable.get((run.rule, run.version), f"version {run.version} of rule '{run.rule}' is missing")
-        return f"run {run.id} has no snapshot"
-
-    def _fail_damaged(self, run: RunRow, loaded: LoadedRule | None) -> None:
-        """A waiting run an event concerns whose snapshot or code cannot be used: claim and fail it."""
-        claimed = self.store.claim_run(run, self.ctx.owner, time.time(), time.time() + self.lease_seconds)
-        if claimed is not None:
-            self._fail_unloadable(claimed, self._why_unloadable(run, loaded))
-
-    def _fail_unloadable(self, run: RunRow, error: str) -> None:
-        """Fail a claimed run that cannot continue (damaged snapshot, unloadable version), with an
-        error step and `run.failed`; its snapshot is not kept."""
-        at = format_datetime(self.clock.now())
-        step = {"ordinal": 1_000_000, "at": at, "kind": "error", "data": dumps({"error": error})}
-        emits = []
-        if run.depth <= MAX_EMIT_DEPTH:
-            emits.append(("run.failed", dumps({"rule": run.rule, "run_id": str(run.id), "error": error}),
-                          run.depth + 1, "system"))
-        try:
-            ids = self.store.commit_activation(run, status="failed", frame=None, deadline=None, wait_trigger=None,
-                                               waits=[], steps=[step], error=error, at=at, emits=emits)
-        except LeaseLost:
-            return
-        for event_id, (trigger, data, depth, _origin) in zip(ids, emits, strict=True):
-            self.ctx.queue.append(Queued(event_id, trigger, json.loads(data), depth))
-        self.ctx.trace({"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": "failed", "error": error})
-
-    def _activate(self, run: RunRow, loaded: LoadedRule, frame: vm.Frame, resume: Any,
-                  start: _Start | None = None, refused: str | None = None) -> None:
-        """Run until the run waits, ends or fails; commit snapshot, waits, steps and emits at once.
-        A run `refused` (past the fan-out budget) fails at once with that reason."""
-        act = _Activation(run, loaded, start=start)
-        host = _RunHost(self, act)
-        try:
-            result = vm.Failed(refused, 0, 0) if refused else vm.run(loaded.code, frame, host, resume)
-        except vm.HostAbort:
-            if act.store_lost is not None:  # not the run's fault: the worker loop retries later
-                raise act.store_lost from None
-            return  # lease lost: whoever holds the run now continues it from its snapshot
-        except StoreUnavailable:
-            raise
-        except Exception as exc:  # a bug must not take the worker down: the run fails visibly
-            result = vm.Failed(f"internal error: {type(exc).__name__}: {exc}", 0, 0)
-        if act.lease_lost:
-            return
-        run = act.run  # stored during the activation if it needed to be (`_materialize`)
-        now = self.clock.now()
-        at = format_datetime(now)
-        deadline: float | None = None
-        wait_trigger: str | None = None
-        waits: list[tuple[str, int, str, str | None, str | None]] = []
-        error = None
-        if isinstance(result, vm.Suspended):
-            status = "waiting"
-            deadline = epoch(result.deadline) if result.deadline is not None else None
-            wait_trigger = result.wait_trigger
-            if wait_trigger is not None:
-                pair = result.correlation[0] if result.correlation else None
-                waits.append(("wait", 0, wait_trigger, pair[0] if pair else None,
-                              index_key(pair[1]) if pair else None))
-        elif isinstance(result, vm.Failed):
-            status = "failed"
-            if not self._materialize(act):  # run.failed names the run
-                return
-            run = act.run
-            error = result.error + (f" (line {result.line})" if result.line else "")
-            if not any(s["kind"] == "error" for s in act.steps):
-                host.on_step({"kind": "error", "error": error})
-            # bounded: a failure beyond the depth fires nothing, nor does a run on a failure
-            # event refused by the budget (else each refused alert would fire another failure)
-            failure_of_failure = refused and start is not None and start.event.trigger in _FAILURE_TRIGGERS
-            if run.depth <= MAX_EMIT_DEPTH and not failure_of_failure:
-                act.emits.append(("run.failed", {"rule": run.rule, "run_id": str(run.id), "error": error},
-                                  run.depth + 1, "system"))
-        else:
-            status = "completed"
-        emits = [(t, dumps(values.to_json(d)), depth, origin) for t, d, depth, origin in act.emits]
-        if act.start is not None:  # a new run that needed no row until now: written once
-            stored = self.store.store_new_run(
-                run.rule, run.version, run.event_id, run.depth, status=status,
-                frame=frame.encode() if status == "waiting" else None, deadline=deadline, wait_trigger=wait_trigger,
-                waits=act.start.exits + waits, steps=act.steps, at=at, emits=emits)
-            if stored is None:  # an earlier, interrupted attempt at this event created it
-                return
-            run, ids = stored
-            act.run = run
-        else:
-            try:
-                ids = self.store.commit_activation(
-                    run, status=status, frame=frame.encode() if status == "waiting" else run.frame
-                    if status != "completed" else None, deadline=deadline, wait_trigger=wait_trigger, waits=waits,
-                    steps=act.steps, error=error, at=at, emits=emits)
-            except LeaseLost:
-                return
-        for event_id, (trigger, data, depth, _origin) in zip(ids, act.emits, strict=True):
-            self.ctx.queue.append(Queued(event_id, trigger, data, depth))
-        if act.branches:  # SPEC 2.13: per split, the runs each branch took
-            self.store.count_branches(run.rule, run.version, list(dict.fromkeys(act.branches)))
-        record = {"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": status}
-        if error:
-            record["error"] = error
-        self.ctx.trace(record)
 
     # ------------------------------------------------------------------ reading runs
 
@@ -749,86 +440,7 @@ class Engine:
 
     def _dispatch_slot(self, event_id: int, data: dict[str, Any]) -> None:
         """Start the runs of one claimed schedule slot's event (the scheduler's callback)."""
-        self.ctx.budget = self.ctx.new_budget()
-        self._process(Queued(event_id, SCHEDULE_TRIGGER, data, 0))
-        self._drain()
-
-
-class _RunHost:
-    """The VM's Host for one activation: the clock, journaled actions, buffered emits and steps."""
-
-    def __init__(self, engine: Engine, act: _Activation):
-        self.engine = engine
-        self.act = act
-
-    def now(self) -> dt.datetime:
-        return self.engine.clock.now()
-
-    def call_action(self, name: str, args: dict[str, Any], step: int) -> Any:
-        try:
-            if not self.engine._materialize(self.act):  # the journal names the run
-                raise vm.HostAbort()
-            return self.engine.actions.call(self.act, name, args, step)
-        except LeaseLost:
-            self.act.lease_lost = True
-            raise vm.HostAbort() from None
-        except StoreUnavailable as exc:  # the VM would fail the run for it: stop the activation instead
-            self.act.store_lost = exc
-            raise vm.HostAbort() from None
-
-    def emit(self, trigger: str, data: dict[str, Any], depth: int) -> None:
-        engine = self.engine
-        budget = engine.ctx.budget
-        if budget.events <= 0:
-            raise RuntimeError(budget.refusal("events emitted", engine.config.fan_out_events))
-        budget.events -= 1
-        schema = engine.catalog.triggers.get(trigger)
-        typed = validate_event(schema, data) if schema is not None else data
-        try:
-            if not engine._materialize(self.act):  # the trace names the run
-                raise vm.HostAbort()
-        except StoreUnavailable as exc:
-            self.act.store_lost = exc
-            raise vm.HostAbort() from None
-        run = self.act.run
-        engine.ctx.trace({"kind": "emit", "at": format_datetime(self.now()), "rule": run.rule, "run": run.id,
-                       "trigger": trigger, "data": values.to_json(typed)})
-        self.act.emits.append((trigger, typed, depth, "emit"))
-
-    def run_id(self) -> int:
-        """The run's id (a `split` without `by` hashes it): the run is stored first if it is new."""
-        try:
-            if not self.engine._materialize(self.act):
-                raise vm.HostAbort()
-        except StoreUnavailable as exc:
-            self.act.store_lost = exc
-            raise vm.HostAbort() from None
-        return self.act.run.id
-
-    def on_step(self, step: dict[str, Any]) -> None:
-        if step.get("kind") == "branch" and "split" in step:
-            self.act.branches.append((step["split"], step["case"], step["share"]))
-            run = self.act.run
-            self.engine.ctx.trace({"kind": "branch", "at": format_datetime(self.now()), "rule": run.rule,
-                                   "run": self.run_id(), "split": step["split"], "case": step["case"],
-                                   "share": step["share"]})
-        data = {k: v for k, v in step.items() if k != "kind"}
-        self.act.steps.append({"ordinal": self.act.ordinal, "at": format_datetime(self.now()),
-                               "kind": step.get("kind", "step"), "data": dump_values(data)})
-        self.act.ordinal += 1
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _decode_frame(blob: bytes | None) -> vm.Frame | None:
-    """A run's snapshot, or None when it is missing or unreadable (that run is skipped, not fatal)."""
-    if blob is None:
-        return None
-    try:
-        return vm.Frame.decode(blob)
-    except BytecodeError:
-        return None
+        self.dispatcher.dispatch(Queued(event_id, SCHEDULE_TRIGGER, data, 0))
 
 
 def _run_view(row: dict[str, Any]) -> dict[str, Any]:
