@@ -280,6 +280,30 @@ def test_signature_help_in_action_and_function_calls_and_emit(client: Client, pr
                                                          "position": pos(text, "when guest", 2)}) is None
 
 
+def test_quick_fixes_for_did_you_mean_hints_and_else_if(client: Client, project: Path) -> None:
+    def fixes(name: str, text: str) -> dict[str, tuple[str, str]]:
+        (project / name).write_text(text, encoding="utf-8")
+        uri = open_doc(client, project / name)
+        diagnostics = client.diagnostics(uri, 1)
+        found = client.request("textDocument/codeAction", {
+            "textDocument": {"uri": uri}, "range": {"start": {"line": 0, "character": 0}, "end": {"line": 20, "character": 0}},
+            "context": {"diagnostics": diagnostics}})
+        applied = {}
+        for fix in found:
+            assert fix["kind"] == "quickfix"
+            (edit,) = fix["edit"]["changes"][uri]
+            start, end = edit["range"]["start"], edit["range"]["end"]
+            applied[fix["title"]] = (text.splitlines()[start["line"]][start["character"]:end["character"]], edit["newText"])
+        return applied
+
+    typos = fixes("typos.rules", RULES.replace("category = 'VIP'", "category = 'VIPs'").replace("to: email", "to: emial")
+                  .replace('"Welcome"', '"Typos"'))
+    assert typos["Change to 'VIP'"] == ("VIPs", "VIP")
+    assert typos["Change to 'email'"] == ("emial", "email")
+    nested = "when guest.added then\n  if 1 = 1 then\n    stop\n  else if 2 = 2 then\n    stop\n  end\n"
+    assert fixes("nested.rules", nested) == {"Write elif": ("else if", "elif")}
+
+
 # ----------------------------------------------------------------------------- the VS Code extension
 
 EDITOR = Path(__file__).resolve().parent.parent / "editors" / "vscode"

@@ -21,7 +21,7 @@ PIECES = [
     "\ntrigger guest.added { id: int }\n", "\ntrigger extra.one { id: str }\n", "\naction set_status(x: int)\n",
     "\ntimezone \"UTC\"\n", "\nlocale \"fr-FR\"\n", "timezone \"Europe/Paris\"\n", "guest.added", "set_status",
     "create_form", "when ", "where ", " and ", "wait until 2026-12-01T09:00\n", "\nwhen every day at 09:00 then log(message: 'd')\n",
-    "email", "category", "'VIP'", "let a = 1\n", "elif", "else", "emit form.submitted(track_id: 'x')\n",
+    "email", "category", "'VIP'", "let a = 1\n", "elif", "else", "else if ", "wait 1 day\n", "\n  x = 6\n", "emit form.submitted(track_id: 'x')\n",
 ]
 
 

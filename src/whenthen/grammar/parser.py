@@ -922,7 +922,7 @@ def parse_step(source: Source, chunk: int, end: int, item_lines: list[int]) -> t
         try:
             file, found = _run(region, "file", locator)
         except UnexpectedInput as exc:
-            diag, pos = _syntax_diagnostic(exc, locator)
+            diag, pos = _syntax_diagnostic(exc, locator, region)
             at_cut = (isinstance(exc, UnexpectedToken) and exc.token.type == "$END") or pos >= len(region.rstrip())
             if at_cut and end < len(text):
                 return [], [], None, True

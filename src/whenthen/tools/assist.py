@@ -718,3 +718,27 @@ def signature_help(text: str, offset: int, context: Analysis) -> Signature | Non
     written = re.match(r"[ \t\n]*([A-Za-z_]\w*)[ \t]*:", args[last:])
     active = names.index(written.group(1)) if written and written.group(1) in names else current
     return Signature(label, tuple(params), active if active < len(params) else None, doc)
+
+
+# ----------------------------------------------------------------------------- quick fixes
+
+_MEANT = re.compile(r"'([^']+)'.*; did you mean '([^']+)'\?")
+
+
+def quick_fixes(text: str, start: int, end: int, message: str) -> list[tuple[str, int, int, str]]:
+    """Edits that fix a diagnostic at `text[start:end]` with `message`: (title, start, end, new
+    text). The checker's did-you-mean hints (the unknown name written in the span becomes the
+    suggestion) and the parser's `else if` → `elif`."""
+    fixes = []
+    meant = _MEANT.search(message)
+    if meant:
+        wrong, best = meant.groups()
+        at = text.find(wrong, start, max(end, start + len(wrong)))
+        if at >= 0:
+            fixes.append((f"Change to '{best}'", at, at + len(wrong), best))
+    if "write elif" in message:  # reported where the missing `end` is noticed: the last `else if` before
+        masked = _STRINGS_AND_COMMENTS.sub(lambda m: " " * len(m.group()), text[:max(start, end)])
+        found = list(re.finditer(r"\belse[ \t]+if\b", masked))
+        if found:
+            fixes.append(("Write elif", found[-1].start(), found[-1].end(), "elif"))
+    return fixes

@@ -31,6 +31,7 @@ from whenthen.tools.assist import (
     definition,
     hover,
     outline,
+    quick_fixes,
     rename,
     signature_help,
     symbol_at,
@@ -292,6 +293,25 @@ def on_signature_help(ls: WhenthenServer, params: lsp.SignatureHelpParams) -> ls
         documentation=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=found.doc) if found.doc else None,
         parameters=[lsp.ParameterInformation(label=(units(a), units(b))) for a, b in found.params])
     return lsp.SignatureHelp(signatures=[info], active_signature=0, active_parameter=found.active)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION,
+                lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
+def on_code_action(ls: WhenthenServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+    """Quick fixes for the diagnostics the client sends: the did-you-mean hints, `else if` → `elif`."""
+    uri = params.text_document.uri
+    doc = ls.workspace.get_text_document(uri)
+    actions = []
+    for diagnostic in params.context.diagnostics:
+        if diagnostic.source != "whenthen":
+            continue
+        start, end = doc.offset_at_position(diagnostic.range.start), doc.offset_at_position(diagnostic.range.end)
+        for title, a, b, new_text in quick_fixes(doc.source, start, end, diagnostic.message):
+            edit = lsp.TextEdit(range=lsp.Range(start=doc.client_position_at_offset(a),
+                                                end=doc.client_position_at_offset(b)), new_text=new_text)
+            actions.append(lsp.CodeAction(title=title, kind=lsp.CodeActionKind.QuickFix, diagnostics=[diagnostic],
+                                          is_preferred=True, edit=lsp.WorkspaceEdit(changes={uri: [edit]})))
+    return actions
 
 
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)
