@@ -195,3 +195,35 @@ def test_damaged_files_are_formatted_or_refused_never_crash(data: st.DataObject)
         assert all(d.code == "E001" for d in exc.diagnostics), "the formatter's safety net fired"
         return
     assert format_source(once, "t.rules") == once
+
+
+def test_a_one_line_rule_after_a_blank_line_gets_no_blank_lines_between_its_statements() -> None:
+    source = 'trigger a.b { x: str }\n\nwhen a.b then log(message: "1"); wait 2d; log(message: "2")\n'
+    formatted = format_source(source, "t.rules")
+    assert formatted == ('trigger a.b { x: str }\n\nwhen a.b\nthen\n  log(message: "1")\n  wait 2d\n'
+                         '  log(message: "2")\nend\n')
+    assert format_source(formatted, "t.rules") == formatted  # stable
+    # a blank line the author wrote between statements of a block is kept
+    spaced = 'trigger a.b { x: str }\n\nwhen a.b then\n  log(message: "1")\n\n  wait 2d\nend\n'
+    assert format_source(spaced, "t.rules") == 'trigger a.b { x: str }\n\nwhen a.b\nthen\n  log(message: "1")\n\n  wait 2d\nend\n'
+
+
+def test_the_examples_are_fmt_clean() -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    for path in sorted(examples.glob("*.rules")):
+        text = path.read_text(encoding="utf-8")
+        assert format_source(text, str(path)) == text, f"{path.name} is not fmt-clean: run whenthen fmt examples"
+
+
+def test_fmt_diff_prints_a_unified_diff_and_changes_nothing(tmp_path: Path) -> None:
+    rules = tmp_path / "r.rules"
+    original = "trigger a.b { x: str }\nwhen a.b where x = 'y' then log(message: x)\n"
+    rules.write_text(original)
+    done = subprocess.run([sys.executable, "-m", "whenthen", "fmt", "--diff", str(rules)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stdout.startswith(f"--- {rules}\n+++ {rules} (formatted)\n@@")
+    assert "-when a.b where x = 'y' then log(message: x)\n+\n+when a.b\n+where x = 'y'\n" in done.stdout
+    assert rules.read_text() == original
+    subprocess.run([sys.executable, "-m", "whenthen", "fmt", str(rules)], check=True, capture_output=True)
+    clean = subprocess.run([sys.executable, "-m", "whenthen", "fmt", "--diff", str(rules)], capture_output=True, text=True)
+    assert clean.returncode == 0 and clean.stdout == ""

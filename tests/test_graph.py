@@ -109,3 +109,14 @@ def test_a_loop_is_one_node_with_its_body_coming_back_to_it() -> None:
     assert (by_label["notify(to: email, text: item)"], for_each, "next") in edges  # back for the next item
     assert (by_label["if item = 'stop'"], by_label["end"], "yes: break") in edges  # break leaves the loop
     assert sum(1 for n in graph.nodes if n.label.startswith(("repeat", "for"))) == 2  # not unrolled
+
+
+def test_durations_are_drawn_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = tmp_path / "w.rules"
+    rules.write_text("trigger a.b { x: str }\nrule \"W\" when a.b then\n  wait 24h\n"
+                     "  let r = wait for a.b where x = a.x within 90m\nend\n")
+    text = to_mermaid(graph_for(str(rules), str(tmp_path / "none.db"), rule="W"))
+    assert '"wait 24h"' in text and "timeout 90m" in text and "1d" not in text
+    # the same for a rule found by name in ./*.rules
+    monkeypatch.chdir(tmp_path)
+    assert '"wait 24h"' in to_mermaid(graph_for("W", str(tmp_path / "none.db")))

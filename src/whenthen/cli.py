@@ -846,8 +846,12 @@ def demo(obj: Context, folder: str | None, events_file: str | None) -> None:
 @main.command("fmt")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--check", "check_only", is_flag=True, help="Change nothing; list files that would change (exit 1).")
-def fmt_cmd(paths: tuple[str, ...], check_only: bool) -> None:
+@click.option("--diff", "show_diff", is_flag=True, help="Change nothing; print what would change as a unified diff "
+              "(exit 1 when something would).")
+def fmt_cmd(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
     """Format files or folders of *.rules in the canonical layout (`-`: stdin to stdout)."""
+    import difflib
+
     from whenthen.tools.fmt import FormatError, format_file, format_source, rules_files
 
     if paths == ("-",):
@@ -872,7 +876,12 @@ def fmt_cmd(paths: tuple[str, ...], check_only: bool) -> None:
             click.echo("\n".join(d.render(result.original) for d in result.diagnostics), err=True)
             click.echo(f"{result.path}: not formatted (syntax errors)", err=True)
         elif result.changed:
-            if check_only:
+            if show_diff:
+                failed = True
+                click.echo("".join(difflib.unified_diff(
+                    result.original.splitlines(keepends=True), (result.formatted or "").splitlines(keepends=True),
+                    f"{result.path}", f"{result.path} (formatted)")), nl=False)
+            elif check_only:
                 failed = True
                 click.echo(f"would reformat {result.path}")
             else:

@@ -24,7 +24,7 @@ def flow(rule: str, version: int, source: str) -> tuple[str | None, str | None]:
     rules = [item for item in file.items if isinstance(item, ast.Rule)]
     if not rules:
         return None, None
-    graph = rule_flow(rules[0], rule)
+    graph = rule_flow(rules[0], rule, source)
     dot = shutil.which("dot")
     if dot is not None:
         try:

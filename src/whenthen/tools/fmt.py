@@ -138,7 +138,7 @@ class _Layout:
 
     def expr(self, node: ast.Expr) -> str:
         """`node` printed canonically, except that durations keep their spelling (`24h` stays `24h`)."""
-        return _respell_durations(print_expr(node), node, self.text)
+        return respell_durations(print_expr(node), node, self.text)
 
     def has_comment_inside(self, node: ast.Node) -> bool:
         i = bisect_left(self.comment_offsets, node.span.start)
@@ -293,7 +293,7 @@ def _simple_stmt(node: ast.Stmt, expr: Callable[[ast.Expr], str]) -> str:
 _DURATION_TOKEN = re.compile(r"(?<![\w.])\d+[wdhms](?:\d+[wdhms])*(?!\w)")
 
 
-def _respell_durations(printed: str, node: ast.Expr, text: str) -> str:
+def respell_durations(printed: str, node: ast.Expr, text: str) -> str:
     """Put back the source spelling of the duration literals of `node` in its printed form.
 
     The AST keeps a duration as seconds, so `24h` would print as `1d`. Outside templates the
@@ -353,8 +353,11 @@ def _attach(lines: list[_Line], comments: list[_Comment]) -> list[_Comment]:
 
 
 def _blank_before(source: Source, offset: int) -> bool:
-    """Is the source line just above the one holding `offset` blank?"""
-    line, _ = source.line_col(offset)
+    """Does `offset` start its source line, below a blank line? (A statement that follows another
+    on the same line, as in a one-line rule, never had a blank line before it.)"""
+    line, column = source.line_col(offset)
+    if source.line_text(line)[: column - 1].strip():
+        return False
     return line > 1 and not source.line_text(line - 1).strip()
 
 

@@ -15,12 +15,14 @@ numbered in order of appearance, so output is stable (golden-tested).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from whenthen.diagnostics import CompileError, Diagnostic, Span, WhenthenError
 from whenthen.grammar import ast
-from whenthen.grammar.printer import print_expr, print_when
+from whenthen.grammar.printer import print_expr as print_canonical
+from whenthen.grammar.printer import print_when
 
 # Labels longer than this are cut with an ellipsis: the picture is an overview.
 MAX_LABEL = 60
@@ -80,8 +82,14 @@ _Pending = list[tuple[str, str, bool]]
 
 
 
-def rule_flow(rule: ast.Rule, name: str) -> Graph:
-    """The flow of one rule, from its trigger to its ends."""
+def rule_flow(rule: ast.Rule, name: str, text: str | None = None) -> Graph:
+    """The flow of one rule, from its trigger to its ends. Given `text`, the source its spans point
+    into, durations are drawn as written (`wait 24h`, not `wait 1d`)."""
+    from whenthen.tools.fmt import respell_durations
+
+    def print_expr(expr: ast.Expr) -> str:
+        return respell_durations(print_canonical(expr), expr, text) if text is not None else print_canonical(expr)
+
     graph = Graph(name)
     start = graph.node(f"when {print_when(rule.when)}", "trigger")
     pending: _Pending = [(start, "", False)]
@@ -90,7 +98,7 @@ def rule_flow(rule: ast.Rule, name: str) -> Graph:
         _connect(graph, pending, check)
         graph.edge(check, graph.node("no run", "end"), "no")
         pending = [(check, "yes", False)]
-    ends = _FlowBuilder(graph).block(rule.body, pending)
+    ends = _FlowBuilder(graph, print_expr).block(rule.body, pending)
     if ends:
         _connect(graph, ends, graph.node("end", "end"))
     if rule.exits:
@@ -113,8 +121,9 @@ def _connect(graph: Graph, pending: _Pending, target: str) -> None:
 class _FlowBuilder:
     """Adds the nodes of a block; each method takes the pending edges in and returns those out."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, print_expr: Callable[[ast.Expr], str]):
         self.graph = graph
+        self.print_expr = print_expr
         self.breaks: list[_Pending] = []  # per enclosing loop: the edges its `break`s leave by
 
     def block(self, body: tuple[ast.Stmt, ...], pending: _Pending) -> _Pending:
@@ -133,15 +142,15 @@ class _FlowBuilder:
         graph = self.graph
         match stmt:
             case ast.CallStmt(call=call):
-                return self.step(print_expr(call), "action", pending)
+                return self.step(self.print_expr(call), "action", pending)
             case ast.Let(name=name, value=ast.WaitFor() as wait_for):
                 return self.wait_for(wait_for, pending, f"let {name} = ")
             case ast.Let(name=name, value=value):
-                return self.step(f"let {name} = {print_expr(value)}", "action", pending)
+                return self.step(f"let {name} = {self.print_expr(value)}", "action", pending)
             case ast.Wait(duration=duration):
-                return self.step(f"wait {print_expr(duration)}", "wait", pending)
+                return self.step(f"wait {self.print_expr(duration)}", "wait", pending)
             case ast.WaitUntil(when=moment):
-                return self.step(f"wait until {print_expr(moment)}", "wait", pending)
+                return self.step(f"wait until {self.print_expr(moment)}", "wait", pending)
             case ast.WaitFor():
                 return self.wait_for(stmt, pending)
             case ast.Emit(trigger=trigger):
@@ -154,30 +163,30 @@ class _FlowBuilder:
                     self.breaks[-1].extend((source, f"{label}: break" if label else "break", dashed) for source, label, dashed in pending)
                 return []
             case ast.Repeat(count=count, body=body):
-                return self.loop(f"repeat {print_expr(count)} times", body, pending)
+                return self.loop(f"repeat {self.print_expr(count)} times", body, pending)
             case ast.For(name=name, items=items, body=body):
-                return self.loop(f"for {name} in {print_expr(items)}", body, pending)
+                return self.loop(f"for {name} in {self.print_expr(items)}", body, pending)
             case ast.If(branches=branches, else_body=else_body):
                 out: _Pending = []
                 for i, branch in enumerate(branches):
-                    test = graph.node(f"{'if' if i == 0 else 'elif'} {print_expr(branch.cond)}", "decision")
+                    test = graph.node(f"{'if' if i == 0 else 'elif'} {self.print_expr(branch.cond)}", "decision")
                     _connect(graph, pending, test)
                     out += self.block(branch.body, [(test, "yes", False)])
                     pending = [(test, "no", False)]
                 return out + (self.block(else_body, pending) if else_body is not None else pending)
             case ast.Split(by=by, cases=cases):
-                head = graph.node("split" if by is None else f"split by {print_expr(by)}", "decision")
+                head = graph.node("split" if by is None else f"split by {self.print_expr(by)}", "decision")
                 _connect(graph, pending, head)
                 out = []
                 for case in cases:
                     out += self.block(case.body, [(head, f"{case.share}%", False)])
                 return out
             case ast.Switch(subject=subject, cases=cases, else_body=else_body):
-                head = graph.node("switch" if subject is None else f"switch {print_expr(subject)}", "decision")
+                head = graph.node("switch" if subject is None else f"switch {self.print_expr(subject)}", "decision")
                 _connect(graph, pending, head)
                 out = []
                 for case in cases:
-                    label = ", ".join(print_expr(v) for v in case.values)
+                    label = ", ".join(self.print_expr(v) for v in case.values)
                     out += self.block(case.body, [(head, label, False)])
                 rest: _Pending = [(head, "else", False)]
                 return out + (self.block(else_body, rest) if else_body is not None else rest)
@@ -197,12 +206,12 @@ class _FlowBuilder:
     def wait_for(self, node: ast.WaitFor, pending: _Pending, prefix: str = "") -> _Pending:
         label = f"{prefix}wait for {node.trigger}"
         if node.where is not None:
-            label += f" where {print_expr(node.where)}"
+            label += f" where {self.print_expr(node.where)}"
         wait = self.graph.node(label, "wait")
         _connect(self.graph, pending, wait)
         if node.within is None:
             return [(wait, node.trigger, False)]
-        return [(wait, node.trigger, False), (wait, f"timeout {print_expr(node.within)}", True)]
+        return [(wait, node.trigger, False), (wait, f"timeout {self.print_expr(node.within)}", True)]
 
 
 # ----------------------------------------------------------------------------- rules chained by triggers
@@ -348,12 +357,19 @@ def program_rules(paths: list[str]) -> list[tuple[str, ast.Rule]]:
 
 def _parsed_rules(paths: list[str]) -> tuple[list[tuple[str, ast.Rule]], list[Diagnostic]]:
     """The rules of the files that parse, and the syntax errors (E001) of those that do not."""
+    rules, syntax, _ = _parsed_program(paths)
+    return rules, syntax
+
+
+def _parsed_program(paths: list[str]) -> tuple[list[tuple[str, ast.Rule]], list[Diagnostic], dict[str, str]]:
+    """`_parsed_rules`, and the text of each file by name (what the rules' spans point into)."""
     from whenthen.compiler.checker import check_program
     from whenthen.compiler.sources import load_sources
 
     checked = check_program(load_sources(paths))
     return ([(info.name, info.rule) for info in checked.rules],
-            [d for d in checked.diagnostics if d.code == "E001"])
+            [d for d in checked.diagnostics if d.code == "E001"],
+            {name: source.text for name, source in checked.sources.items()})
 
 
 def program_triggers(paths: list[str]) -> list[str]:
@@ -364,8 +380,8 @@ def program_triggers(paths: list[str]) -> list[str]:
     return sorted(check_program(load_sources(paths)).schema.triggers)
 
 
-def published_rule(db: str, name: str) -> ast.Rule | None:
-    """The current version of rule `name` in the database `db`, parsed from its stored source."""
+def published_rule(db: str, name: str) -> tuple[ast.Rule, str] | None:
+    """The current version of rule `name` in the database `db`, parsed from its stored source (and that source)."""
     from whenthen.grammar.parser import parse
     from whenthen.runtime.store import is_url, open_store
     from whenthen.source import Source
@@ -382,7 +398,7 @@ def published_rule(db: str, name: str) -> ast.Rule | None:
         return None
     file, _ = parse(Source(f"{name} (version {version['version']})", version["source"]))
     rules = [item for item in file.items if isinstance(item, ast.Rule)]
-    return rules[0] if rules else None
+    return (rules[0], version["source"]) if rules else None
 
 
 def graph_for(target: str, db: str, rule: str | None = None) -> Graph:
@@ -393,30 +409,32 @@ def graph_for(target: str, db: str, rule: str | None = None) -> Graph:
     `*.rules` files of the current directory, then among the published rules of `db`.
     """
     if Path(target).exists():
-        rules = program_rules([target])
+        rules, syntax, texts = _parsed_program([target])
+        if syntax:
+            raise CompileError(syntax)
         if rule is not None:
             found = [r for n, r in rules if n == rule]
             if not found:
                 raise GraphInputError(f"no rule named {rule!r} in {target}")
-            return rule_flow(found[0], rule)
+            return rule_flow(found[0], rule, texts.get(found[0].span.file))
         if len(rules) == 1:
-            return rule_flow(rules[0][1], rules[0][0])
+            return rule_flow(rules[0][1], rules[0][0], texts.get(rules[0][1].span.file))
         return chain_graph(rules, Path(target).name or target)
     name = rule or target
     syntax: list[Diagnostic] = []
     if any(Path.cwd().glob("*.rules")):
         # a file of the folder that does not parse (or is not UTF-8) hides only its own rules
-        local, syntax = _parsed_rules(["."])
+        local, syntax, texts = _parsed_program(["."])
         for found_name, found_rule in local:
             if found_name == name:
-                return rule_flow(found_rule, name)
+                return rule_flow(found_rule, name, texts.get(found_rule.span.file))
     from whenthen.runtime.store import StoreError, is_url
 
     if not is_url(db) and not Path(db).is_file():  # an I/O error (exit 2), not bad input
         raise StoreError(f"{target}: not a file or folder, nor a rule in ./*.rules; and no database at {db}")
     published = published_rule(db, name)
     if published is not None:
-        return rule_flow(published, name)
+        return rule_flow(published[0], name, published[1])
     if syntax:  # the rule may be in a file that could not be read: say why
         raise CompileError(syntax)
     raise GraphInputError(f"unknown rule '{name}': {target} is not a file or folder, nor a rule in ./*.rules "
