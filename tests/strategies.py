@@ -220,6 +220,8 @@ rules = st.builds(
     st.one_of(st.none(), conditions(), exprs()),
     st.lists(_exit_clauses, max_size=2).map(tuple),
     st.lists(statements(), max_size=4).map(tuple),
+    st.one_of(st.none(), st.builds(ast.Once, st.lists(exprs(), min_size=1, max_size=2).map(tuple),
+                                   st.one_of(st.none(), exprs()))),
 )
 
 items = st.one_of(trigger_decls, action_decls, rules)

@@ -357,6 +357,9 @@ def rules(obj: Context, show_all: bool, fmt: str) -> None:
         click.echo(f"({hidden} archived rule{'' if hidden == 1 else 's'} not shown; --all shows them)", err=True)
     from whenthen.runtime.policies import describe_splits
 
+    for r in found:  # SPEC 2.11: events an entry limit kept out
+        if "limited" in r:
+            click.echo(f"{r['name']}: {r['limited']} limited (once per …)")
     for r in found:  # SPEC 2.13: per split, the runs each branch took
         if r.get("splits"):
             click.echo(f"{r['name']}: {describe_splits(r['splits'])}")

@@ -481,6 +481,8 @@ class _Checker:
 
         if rule.where is not None:
             self.condition(rule.where, scope, "the `where` condition")
+        if rule.once is not None:
+            self.once(rule.once, scope)
         for clause in rule.exits:
             exit_trigger = self.trigger(clause.trigger.name, _pick(clause.trigger.span, clause.span))
             if clause.where is not None:
@@ -636,6 +638,18 @@ class _Checker:
             self.block(case.body, scope)
         if stmt.else_body is not None:
             self.block(stmt.else_body, scope)
+
+    def once(self, clause: ast.Once, scope: _Scope) -> None:
+        """SPEC 2.11: keys are expressions over the start event; `within` a positive duration literal."""
+        for key in clause.keys:
+            self.expr(key, scope)
+        within = clause.within
+        if within is not None:
+            if not isinstance(within, ast.DurationLit):
+                self.expr(within, scope)
+                self.err(within.span, "E113", msg.once_within_not_literal())
+            elif within.seconds <= 0:
+                self.err(within.span, "E113", msg.once_within_not_positive(within.seconds))
 
     def split(self, stmt: ast.Split, scope: _Scope) -> None:
         """SPEC 2.13: shares are whole percentages from 1 to 100 adding up to 100 (E113 at `split`)."""

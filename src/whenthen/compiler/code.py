@@ -214,8 +214,18 @@ class RuleCode:
     file: str = ""
     first_line: int = 1
     uses: tuple[tuple[str, str], ...] = ()
+    # `once per KEY… [within D]` (SPEC 2.11): code returning the list of key values, and D in
+    # seconds (None: ever). Stored only when present, so other rules' blobs are unchanged.
+    limit_keys: Code | None = None
+    limit_within: int | None = None
 
     def to_data(self) -> dict[str, Any]:
+        data = self._data()
+        if self.limit_keys is not None:
+            data["limit"] = [self.limit_keys.to_data(), self.limit_within]
+        return data
+
+    def _data(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "trigger": self.trigger,
@@ -253,6 +263,10 @@ class RuleCode:
             isinstance(u, list) and len(u) == 2 and isinstance(u[0], str) and u[1] in USE_KINDS for u in uses
         ):
             raise BytecodeError("corrupt bytecode: bad trigger uses")
+        limit = data.get("limit")
+        if limit is not None and not (isinstance(limit, list) and len(limit) == 2
+                                      and (limit[1] is None or (isinstance(limit[1], int) and limit[1] > 0))):
+            raise BytecodeError("corrupt bytecode: bad entry limit")
         return cls(
             name=data["name"],
             trigger=data["trigger"],
@@ -266,6 +280,8 @@ class RuleCode:
             file=data["file"],
             first_line=data["first_line"],
             uses=tuple((trigger, how) for trigger, how in uses),
+            limit_keys=Code.from_data(limit[0]) if limit is not None else None,
+            limit_within=limit[1] if limit is not None else None,
         )
 
     def encode(self) -> bytes:

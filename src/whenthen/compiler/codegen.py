@@ -55,7 +55,22 @@ def compile_rule(program: CheckedProgram, info: RuleInfo) -> RuleCode:
         file=info.file,
         first_line=rule.span.line,
         uses=uses_of(info),
+        **_limit_code(program, info),
     )
+
+
+def _limit_code(program: CheckedProgram, info: RuleInfo) -> dict[str, Any]:
+    """`once per KEY… [within D]`: the code of the key list, and D in seconds."""
+    once = info.rule.once
+    if once is None:
+        return {}
+    builder = _Builder(program, info.timezone, "once per", info.locale)
+    for key in once.keys:
+        builder.expr(key)
+    builder.emit(Opcode.BUILD_LIST, len(once.keys), None)
+    builder.emit(Opcode.RETURN, 0, None)
+    within = once.within.seconds if isinstance(once.within, ast.DurationLit) else None
+    return {"limit_keys": builder.build(), "limit_within": within}
 
 
 def uses_of(info: RuleInfo) -> tuple[tuple[str, str], ...]:

@@ -116,6 +116,10 @@ def disassemble(rule: RuleCode) -> str:
     if rule.filter is not None:
         out.append("filter:")
         out.append(disassemble_code(rule.filter, lines))
+    if rule.limit_keys is not None:
+        within = f" within {rule.limit_within}s" if rule.limit_within is not None else " (ever)"
+        out.append(f"once per{within}:")
+        out.append(disassemble_code(rule.limit_keys, lines))
     for index, clause in enumerate(rule.exits):
         out.append(f"exit {index} when {clause.trigger}:")
         if clause.where is not None:

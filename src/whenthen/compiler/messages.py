@@ -249,6 +249,14 @@ def repeat_not_int(got: Type) -> str:
     return f"`repeat` needs an int count, got {got}"
 
 
+def once_within_not_literal() -> str:
+    return "`once per … within` takes a duration literal such as `30d`"
+
+
+def once_within_not_positive(seconds: int) -> str:
+    return f"`once per … within` needs a positive duration, got {seconds}s"
+
+
 def split_share_out_of_range(share: int) -> str:
     return f"a split's share is a whole percentage from 1% to 100%, got {share}%"
 

@@ -409,6 +409,14 @@ class ExitClause(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Once(Node):
+    """`once per KEY[, KEY]… [within DURATION]` (SPEC 2.11): an entry limit."""
+
+    keys: tuple[Expr, ...]
+    within: Expr | None
+
+
+@dataclass(frozen=True, slots=True)
 class Rule(Node):
     """A rule. `name` is None when unnamed (the checker names it `<stem>:<line of its when>`)."""
 
@@ -417,6 +425,7 @@ class Rule(Node):
     where: Expr | None
     exits: tuple[ExitClause, ...]
     body: tuple[Stmt, ...]
+    once: Once | None = None
     name_span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
     when_span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
 

@@ -273,6 +273,7 @@ class _Builder(Transformer):
         body: tuple[ast.Stmt, ...] = ()
         when: Any = None
         when_start = None
+        once = None
         for i, c in enumerate(children):
             if isinstance(c, _RuleName):
                 name, name_span, keyword_span = c.name, c.span, c.keyword
@@ -283,6 +284,8 @@ class _Builder(Transformer):
                 where = c.expr
             elif isinstance(c, ast.ExitClause):
                 exits.append(c)
+            elif isinstance(c, ast.Once):
+                once = c
             elif isinstance(c, _Block):
                 body = tuple(c)
         if isinstance(when, _Trigger):
@@ -292,9 +295,20 @@ class _Builder(Transformer):
         if keyword_span is not None:  # a named rule starts at `rule "…"`, not at its `when`
             span = keyword_span.cover(span)
         return ast.Rule(
-            name, when, where, tuple(exits), body,
+            name, when, where, tuple(exits), body, once,
             span=span, name_span=name_span, when_span=when_start.cover(when.span),
         )
+
+    def once_clause(self, children: list[Any]) -> ast.Once:
+        keys: list[Any] = []
+        within = None
+        for i, c in enumerate(children):
+            if _is(c, "WITHIN"):
+                within = children[i + 1]
+                break
+            if isinstance(c, ast.Node):
+                keys.append(c)
+        return ast.Once(tuple(keys), within, span=self._span(children))
 
     def rule_name(self, children: list[Any]) -> _RuleName:
         tok = children[1]
@@ -736,6 +750,8 @@ def describe_expected(expected: set[str]) -> str:
     expected = set(expected)
     if "ENDBODY" in expected and "END" in expected:
         expected.discard("ENDBODY")
+    if "ONCE" in expected and len(expected) > 1:  # contextual (`once per`): never a hint for another word
+        expected.discard("ONCE")
     if "TIMEZONE" in expected and len(expected) > 1:  # allowed by the grammar, but only first in a file
         expected.discard("TIMEZONE")
     words: list[str] = []

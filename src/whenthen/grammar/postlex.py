@@ -14,7 +14,7 @@ KEYWORDS = frozenset(
 )
 KEYWORD_TYPES = frozenset(k.upper() for k in KEYWORDS)
 # Keywords only where SPEC 2.2 places them (`_Machine._contextual`), names everywhere else.
-CONTEXTUAL_KEYWORDS = ("repeat", "times", "break", "split", "by")  # `locale` (2.1) is `_Machine._locale`
+CONTEXTUAL_KEYWORDS = ("repeat", "times", "break", "split", "by", "once", "per")  # `locale` (2.1) is `_Machine._locale`
 
 # After these a newline in a body continues the statement (SPEC 2.1); THEN/ELSE/SEP make the
 # newline an empty statement, which is skipped anyway.
@@ -208,7 +208,21 @@ class _Machine:
             self.pending.append(tok)
         return tok
 
+    def _header_word(self, tok: Token) -> Token:
+        """`once per` in a rule's header (SPEC 2.11): `once` directly before `per`, `per` after it."""
+        if self.brackets:
+            return tok
+        if tok.value == "once":
+            following = self._peek_significant()
+            if following is not None and following.type == "NAME" and following.value == "per":
+                return Token.new_borrow_pos("ONCE", tok.value, tok)
+        elif tok.value == "per" and self.prev == "ONCE":
+            return Token.new_borrow_pos("PER", tok.value, tok)
+        return tok
+
     def _token(self, tok: Token) -> Iterator[Token]:
+        if tok.type == "NAME" and self.mode == _HEADER:
+            tok = self._header_word(tok)
         if tok.type == "NAME":
             tok = self._contextual(tok)
         kind = tok.type

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 
 from whenthen.grammar import ast
@@ -285,6 +286,11 @@ def _stmt(node: ast.Stmt, depth: int) -> list[str]:
     raise TypeError(f"not a statement: {node!r}")
 
 
+def print_once(node: ast.Once, expr: Callable[[ast.Expr], str]) -> str:
+    text = "once per " + ", ".join(expr(k) for k in node.keys)
+    return text + (f" within {expr(node.within)}" if node.within is not None else "")
+
+
 def _rule(node: ast.Rule) -> str:
     lines = []
     if node.name is not None:
@@ -292,6 +298,8 @@ def _rule(node: ast.Rule) -> str:
     lines.append(f"when {print_when(node.when)}")
     if node.where is not None:
         lines.append(f"where {print_expr(node.where)}")
+    if node.once is not None:
+        lines.append(print_once(node.once, print_expr))
     for clause in node.exits:
         text = f"exit when {clause.trigger.name}"
         if clause.where is not None:

@@ -48,6 +48,7 @@ class Start:
     event: Queued
     now: dt.datetime
     exits: list[tuple[str, int, str, str | None, str | None]]
+    entry: str | None = None  # the `once per` key this run takes (SPEC 2.11), recorded once it is stored
 
 
 
@@ -200,6 +201,8 @@ class Activator:
                 return
         for event_id, (trigger, data, depth, _origin) in zip(ids, act.emits, strict=True):
             self.ctx.queue.append(Queued(event_id, trigger, data, depth))
+        if start is not None and start.entry is not None:  # SPEC 2.11: the last start for this key
+            self.store.record_entry(run.rule, start.entry, epoch(start.now), run.id)
         if act.branches:  # SPEC 2.13: per split, the runs each branch took
             self.store.count_branches(run.rule, run.version, list(dict.fromkeys(act.branches)))
         record = {"kind": "run", "at": at, "rule": run.rule, "run": run.id, "status": status}

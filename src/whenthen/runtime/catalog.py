@@ -366,6 +366,7 @@ class Catalog:
         counts = self.store.run_counts()
         filtered = self.store.filtered_counts()
         unstarted = self.store.unstarted_counts()
+        policy = self.store.policy_counts()
         branches: dict[str, list[tuple[int, int, int, int, int]]] = defaultdict(list)
         for rule, *row in self.store.branch_counts():
             branches[rule].append(tuple(row))  # type: ignore[arg-type]
@@ -383,10 +384,20 @@ class Catalog:
                 out[-1]["unstarted"] = unstarted[r["name"]]
             if r["trigger"] == SCHEDULE_TRIGGER:
                 out[-1].update(self._schedule_view(r["name"], r["version"], r["state"]))
+            out[-1].update(self.policy_view(r["name"], r["version"], policy.get(r["name"], {})))
             if branches.get(r["name"]):  # the current version's shares name the branches no run took
                 loaded = self.load(r["name"], r["version"]) if reason is None else None
                 current = policies.splits_of(loaded.code) if loaded is not None else {}
                 out[-1]["splits"] = policies.splits_view(branches[r["name"]], current)
+        return out
+
+    def policy_view(self, rule: str, version: int, counts: dict[str, int]) -> dict[str, int]:
+        """`limited` for a rule with an entry limit (SPEC 2.11): shown when its current version
+        (as loaded here) has one, or when it ever limited an event."""
+        out = {}
+        loaded = self.loaded.get((rule, version))
+        if counts.get("limited") or (loaded is not None and loaded.code.limit_keys is not None):
+            out["limited"] = counts.get("limited", 0)
         return out
 
     def rule(self, name: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from whenthen import values
 from whenthen.calendar import SCHEDULE_TRIGGER, epoch
-from whenthen.runtime import vm
+from whenthen.runtime import policies, vm
 from whenthen.runtime.activation import Activator, Start, decode_frame
 from whenthen.runtime.catalog import Catalog, LoadedRule, field_path, index_key
 from whenthen.runtime.context import Context, Queued, dumps
@@ -148,6 +148,13 @@ class Dispatcher:
         needs it (an action, an emit, a failure: `Activator.materialize`), else once, in its final state,
         with the activation's other rows (`Store.store_new_run`); the transaction is the same."""
         code = loaded.code
+        entry = None
+        if code.limit_keys is not None:  # SPEC 2.11: one key lookup decides
+            entry = policies.entry_key(code, event.data, now)
+            if entry is not None and policies.limited_by(self.store, loaded.name, entry, code.limit_within,
+                                                         epoch(now)) is not None:
+                self.store.add_counts("limited", {(loaded.name, loaded.version): 1})
+                return
         frame = vm.start_frame(code, event.data, event.depth)
         exits = []
         for index, clause in enumerate(code.exits):
@@ -162,5 +169,5 @@ class Dispatcher:
             refused = budget.refusal("runs started", self.ctx.config.fan_out_runs)
         budget.runs -= 1
         budget.work += 1
-        self.activator.activate(run, loaded, frame, None, Start(event, now, exits), refused=refused)
+        self.activator.activate(run, loaded, frame, None, Start(event, now, exits, entry), refused=refused)
 

@@ -90,3 +90,33 @@ def describe_splits(splits: list[dict[str, Any]]) -> str:
                              for b in view["branches"])
         parts.append(f"split {view['split']}: {branches}")
     return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- entry limits (SPEC 2.11)
+
+
+def entry_key(code: Any, data: dict[str, Any], now: Any) -> str | None:
+    """The key of an event under a rule's `once per KEY…`: the canonical text of the key values,
+    or None (never limits) when a value is null or cannot be computed."""
+    from whenthen.diagnostics import WhenthenError
+    from whenthen.runtime import vm
+
+    try:
+        found = vm.evaluate(code.limit_keys, data, code.timezone, now=now)
+    except WhenthenError:
+        return None
+    if not isinstance(found, list) or any(v is None for v in found):
+        return None
+    return canonical(found)
+
+
+def limited_by(store: Any, rule: str, key: str, within: int | None, now: float) -> int | None:
+    """The run that keeps an event out (SPEC 2.11): the last run of the rule for the key, when it
+    started within the last `within` seconds (or ever without `within`); else None."""
+    last = store.entry(rule, key)
+    if last is None:
+        return None
+    started, run_id = last
+    if within is None or started > now - within:
+        return run_id
+    return None

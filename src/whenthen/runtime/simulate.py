@@ -181,11 +181,16 @@ def next_instant(engine: Engine) -> dt.datetime | None:
 def _summary(engine: Engine, rules: list[str]) -> dict[str, dict[str, int]]:
     counts = engine.store.run_counts()
     filtered = engine.store.filtered_counts()
+    policy = engine.store.policy_counts()
+    versions = {str(r["name"]): int(r["version"]) for r in engine.store.rules()}
     summary = {}
     for rule in rules:
         by_status = counts.get(rule, {})
         row = {"runs": sum(by_status.values()), "filtered": filtered.get(rule, 0)}
         row.update({s: by_status.get(s, 0) for s in ("completed", "waiting", "failed", "exited")})
+        if rule in versions:  # SPEC 2.10/2.11: only rules with a counting trigger or an entry limit
+            engine.catalog.load(rule, versions[rule])
+            row.update(engine.catalog.policy_view(rule, versions[rule], policy.get(rule, {})))
         summary[rule] = row
     return summary
 
@@ -223,7 +228,7 @@ def render_text(result: SimulationResult) -> str:
     lines.append("summary")
     width = max((len(name) for name in result.summary), default=0)
     for name, row in result.summary.items():
-        counts = ", ".join(f"{row[k]} {k}" for k in SUMMARY_KEYS)
+        counts = ", ".join(f"{row[k]} {k}" for k in (*SUMMARY_KEYS, "counted", "limited") if k in row)
         lines.append(f"  {name.ljust(width)}  {counts}")
     return "\n".join(lines) + "\n"
 

@@ -32,6 +32,7 @@ from whenthen.grammar.parser import duration_seconds, parse
 from whenthen.grammar.printer import (
     print_expr,
     print_item,
+    print_once,
     print_type,
     print_when,
     quote_plain,
@@ -194,6 +195,9 @@ class _Layout:
         if node.where is not None:
             self.add(0, f"where {self.expr(node.where)}", node.where.span.start, "part")
             header_end = max(header_end, node.where.span.end)
+        if node.once is not None:
+            self.add(0, print_once(node.once, self.expr), node.once.span.start, "part")
+            header_end = max(header_end, node.once.span.end)
         for clause in node.exits:
             text = f"exit when {clause.trigger.name}"
             if clause.where is not None:

@@ -595,8 +595,8 @@ class PostgresStore:
                 "GROUP BY r.rule, r.version"):
             if (rule, version) in counts:
                 counts[(rule, version)] = max(0, counts[(rule, version)] - n)
-        for rule, version, n in self._read("SELECT rule, version, filtered FROM counters"):
-            counts[(rule, version)] = counts.get((rule, version), 0) + n
+        for rule, version, n in self._read("SELECT rule, version, filtered - limited - counted FROM counters"):
+            counts[(rule, version)] = max(0, counts.get((rule, version), 0) + n)  # limited/counted: not filtered
         return counts
 
     def unstarted_counts(self) -> dict[str, int]:
@@ -816,6 +816,36 @@ class PostgresStore:
                     "INSERT INTO trigger_seen (trigger, set_id, n) VALUES (%s, %s, 1) ON CONFLICT (trigger, set_id) "
                     "DO UPDATE SET n = trigger_seen.n + 1", seen))
             return True
+
+    def entry(self, rule: str, key: str) -> tuple[float, int] | None:
+        """The last start of a run of `rule` for an entry-limit key: (epoch seconds, run id); one
+        primary-key lookup, whatever the number of runs (SPEC 2.11)."""
+        row = self._one("SELECT started, run_id FROM entries WHERE rule = %s AND key = %s", (rule, key))
+        return (float(row[0]), int(row[1])) if row else None
+
+    def record_entry(self, rule: str, key: str, started: float, run_id: int) -> None:
+        """A run of `rule` started for `key`: it is now the last one."""
+        with self.transaction(savepoint=False):
+            self._pending.append((
+                "INSERT INTO entries (rule, key, started, run_id) VALUES (%s, %s, %s, %s) ON CONFLICT (rule, key) "
+                "DO UPDATE SET started = excluded.started, run_id = excluded.run_id", (rule, key, started, run_id)))
+
+    def add_counts(self, column: str, counts: dict[tuple[str, int], int]) -> None:
+        """Add to a per-version counter: `limited` (SPEC 2.11) or `counted` (2.10)."""
+        if column not in ("limited", "counted"):
+            raise ValueError(f"not a policy counter: {column}")
+        if not counts:
+            return
+        with self.transaction(savepoint=False):
+            for (rule, version), n in sorted(counts.items()):
+                self._pending.append((
+                    f"INSERT INTO counters (rule, version, {column}) VALUES (%s, %s, %s) ON CONFLICT (rule, version) "
+                    f"DO UPDATE SET {column} = counters.{column} + excluded.{column}", (rule, version, n)))
+
+    def policy_counts(self) -> dict[str, dict[str, int]]:
+        """Per rule: its `limited` and `counted` totals over all versions."""
+        return {rule: {"limited": int(limited), "counted": int(counted)} for rule, limited, counted in self._read(
+            "SELECT rule, sum(limited), sum(counted) FROM counters GROUP BY rule")}
 
     def count_branches(self, rule: str, version: int, taken: list[tuple[int, int, int]]) -> None:
         """One more run per (split, branch, share) a run of this version took (SPEC 2.13)."""

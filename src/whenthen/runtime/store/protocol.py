@@ -197,6 +197,13 @@ class Counters(Protocol):
     def run_gauges(self, now: float) -> tuple[int, int, float | None]:
         """(runs waiting, runs due by `now` not yet resumed, the earliest due deadline)."""
     def save_active_set(self, set_id: str, members: list[tuple[str, int]]) -> None: ...
+    def entry(self, rule: str, key: str) -> tuple[float, int] | None:
+        """The last start (epoch, run id) of `rule` for an entry-limit key: a key lookup (SPEC 2.11)."""
+    def record_entry(self, rule: str, key: str, started: float, run_id: int) -> None: ...
+    def add_counts(self, column: str, counts: dict[tuple[str, int], int]) -> None:
+        """Add to `limited` (2.11) or `counted` (2.10) per (rule, version)."""
+    def policy_counts(self) -> dict[str, dict[str, int]]:
+        """Per rule: {"limited": n, "counted": n} over its versions."""
     def count_branches(self, rule: str, version: int, taken: list[tuple[int, int, int]]) -> None:
         """One more run for each (split, branch, share) a run took (SPEC 2.13)."""
     def branch_counts(self) -> list[tuple[str, int, int, int, int, int]]:
