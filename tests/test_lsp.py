@@ -330,7 +330,28 @@ def test_vscode_extension_files_fit_together() -> None:
     grammar = json.loads(grammar_path.read_text(encoding="utf-8"))
     json.loads((EDITOR / manifest["contributes"]["languages"][0]["configuration"]).read_text(encoding="utf-8"))
     assert manifest["contributes"]["languages"][0]["extensions"] == [".rules"]
-    assert '["lsp"]' in (EDITOR / manifest["main"]).read_text(encoding="utf-8")
+    # the packaged extension runs the bundle (dist/, built by `vscode:prepublish` from extension.js
+    # with esbuild), so it needs no node_modules: the client is a build-time dependency only
+    source = (EDITOR / "extension.js").read_text(encoding="utf-8")
+    assert '["lsp"]' in source and "vscode-languageclient/node" in source
+    assert manifest["main"] == "./dist/extension.js"
+    bundle = manifest["scripts"]["bundle"]
+    assert "./extension.js" in bundle and "--bundle" in bundle and "--outfile=dist/extension.js" in bundle
+    assert "--external:vscode" in bundle and "bundle" in manifest["scripts"]["vscode:prepublish"]
+    assert not manifest.get("dependencies") and "vscode-languageclient" in manifest["devDependencies"]
+    ignored = (EDITOR / ".vscodeignore").read_text(encoding="utf-8").split()
+    assert "node_modules/**" in ignored and "extension.js" in ignored
+    # what the marketplace and `vsce package` ask for
+    assert manifest["license"] == "MIT" and "MIT License" in (EDITOR / "LICENSE").read_text(encoding="utf-8")
+    assert manifest["repository"]["url"].startswith("https://") and manifest["repository"]["directory"] == "editors/vscode"
+    # activation, languages, grammars and settings name the same things
+    languages = {lang["id"] for lang in manifest["contributes"]["languages"]}
+    assert {g["language"] for g in manifest["contributes"]["grammars"]} == languages
+    assert set(manifest["activationEvents"]) == {f"onLanguage:{lang}" for lang in languages}
+    assert f'language: "{next(iter(languages))}"' in source
+    assert grammar["scopeName"] == manifest["contributes"]["grammars"][0]["scopeName"]
+    settings = manifest["contributes"]["configuration"]["properties"]
+    assert list(settings) == ["whenthen.command"] and 'getConfiguration("whenthen").get("command"' in source
     for pattern in _patterns(grammar):
         re.compile(pattern)  # the patterns use only syntax Oniguruma and Python share
     keywords = [p["match"] for p in grammar["repository"]["keyword"]["patterns"]]
