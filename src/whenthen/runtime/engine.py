@@ -8,20 +8,15 @@ retries and the journal work.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from whenthen import values
-from whenthen.calendar import SCHEDULE_TRIGGER, epoch
-from whenthen.compiler.decls import ActionSig, ParamSig, Schema, TriggerSchema
-from whenthen.compiler.types import Type
+from whenthen.compiler.decls import Schema, TriggerSchema
 from whenthen.diagnostics import EventError
 from whenthen.runtime.actions import Actions, ActionUnavailable, RetryPolicy
 from whenthen.runtime.activation import MAX_EMIT_DEPTH, Activator
@@ -30,8 +25,10 @@ from whenthen.runtime.clock import Clock, RealClock
 from whenthen.runtime.context import Context, EngineError, Queued, dump_values, dumps, storable
 from whenthen.runtime.dispatch import Dispatcher
 from whenthen.runtime.events import lookup_trigger, validate_event
+from whenthen.runtime.host import action_signature, load_actions_module, load_host_triggers
 from whenthen.runtime.scheduler import Scheduler
-from whenthen.runtime.store import StoreUnavailable, open_store
+from whenthen.runtime.store import open_store
+from whenthen.runtime.worker import Worker
 from whenthen.stdlib.config import StdlibConfig
 from whenthen.stdlib.transports import Transports
 from whenthen.values import format_datetime
@@ -67,7 +64,8 @@ class Engine:
         self.actions = Actions(self.ctx, self.catalog, self.transports, retry or RetryPolicy(), dry_run)
         self.activator = Activator(self.ctx, self.catalog, self.actions)
         self.dispatcher = Dispatcher(self.ctx, self.catalog, self.activator)
-        self.scheduler = Scheduler(self)
+        self.scheduler = Scheduler(self.ctx, self.catalog, self.dispatcher)
+        self.worker = Worker(self.ctx, self.catalog, self.activator, self.dispatcher, self.scheduler)
 
     clock = _shared("clock", "The engine's clock (a simulated one in simulate and the REPL).")
     lease_seconds = _shared("lease_seconds", "How long a claim on an event or a run lasts unrenewed.")
@@ -309,67 +307,16 @@ class Engine:
 
     def run_due(self, limit: int | None = None) -> int:
         """Resume every run whose wait is due now (by deadline, then creation); returns how many."""
-        done = 0
-        while (limit is None or done < limit) and self.store.has_due_run(epoch(self.clock.now()), time.time()):
-            self.catalog.refresh()
-            with self.store.batch():
-                run = self.store.claim_next_due_run(epoch(self.clock.now()), time.time(), self.ctx.owner,
-                                                    time.time() + self.lease_seconds)
-                if run is None:
-                    break
-                self.ctx.budget = self.ctx.new_budget()
-                self.activator.resume_claimed(run)
-                self.dispatcher.drain()
-            done += 1
-        return done
+        return self.worker.run_due(limit)
 
     def process_pending(self, limit: int | None = None) -> int:
         """Dispatch events that were recorded but not processed (enqueued, emitted by another
         process, or left by a worker that died); returns how many."""
-        count = 0
-        while (limit is None or count < limit) and self.store.has_claimable_event(time.time()):
-            self.catalog.refresh()
-            with self.store.batch():
-                row = self.store.claim_next_event(self.ctx.owner, time.time(), time.time() + self.lease_seconds)
-                if row is None:
-                    break
-                event_id, trigger, data, _at, depth = row
-                try:
-                    typed = validate_event(lookup_trigger(self.catalog.triggers, trigger), json.loads(data))
-                except (EventError, ValueError) as exc:
-                    self.store.reject_event(event_id, str(exc))
-                    continue
-                self.dispatcher.dispatch(Queued(event_id, trigger, typed, depth))
-            count += 1
-        return count
+        return self.worker.process_pending(limit)
 
     def work(self, once: bool = False, idle: float = 0.5, stop: Callable[[], bool] | None = None) -> int:
         """The worker loop: pending events and due runs, until `stop()` (or one pass with `once`)."""
-        total, backoff = 0, 0.0
-        while True:
-            # small slices, so a stop request is honoured between them
-            try:
-                n = self.process_pending(limit=100) + self.run_due(limit=100) + self.fire_schedules()
-            except StoreUnavailable as exc:
-                # The database went away (or aborted a transaction): what was not committed is
-                # retaken from the database once it is back (leases expire); try again, backing off.
-                if once:
-                    raise
-                self.ctx.queue.clear()
-                backoff = min(max(backoff * 2, 0.1), 5.0)
-                print(f"whenthen: worker: {exc}; retrying in {backoff:.1f}s", file=sys.stderr, flush=True)
-                time.sleep(backoff)
-                if stop is not None and stop():
-                    return total
-                continue
-            backoff = 0.0
-            total += n
-            if stop is not None and stop():
-                return total
-            if n == 0:
-                if once:
-                    return total
-                self.store.wait_for_work(idle, stop)  # PostgreSQL: woken early by a NOTIFY
+        return self.worker.work(once, idle, stop)
 
     # ------------------------------------------------------------------ reading runs
 
@@ -438,9 +385,6 @@ class Engine:
         """Fire each active schedule rule's latest due slot, once (runtime/scheduler.py)."""
         return self.scheduler.fire(until)
 
-    def _dispatch_slot(self, event_id: int, data: dict[str, Any]) -> None:
-        """Start the runs of one claimed schedule slot's event (the scheduler's callback)."""
-        self.dispatcher.dispatch(Queued(event_id, SCHEDULE_TRIGGER, data, 0))
 
 
 def _run_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -466,78 +410,3 @@ def _step_view(row: dict[str, Any]) -> dict[str, Any]:
     elif row["data"]:
         view.update(json.loads(row["data"]))
     return view
-
-
-def action_signature(fn: Callable[..., Any], name: str | None = None) -> ActionSig:
-    """An ActionSig from a Python function's annotations (`idempotency_key` is not a parameter)."""
-    from whenthen.runtime.events import python_type
-
-    try:
-        hints = inspect.get_annotations(fn, eval_str=True)
-    except Exception:
-        hints = getattr(fn, "__annotations__", {})
-    params = []
-    for p in inspect.signature(fn).parameters.values():
-        if p.name == "idempotency_key" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-            continue
-        typ = python_type(hints.get(p.name, Any))
-        has_default = p.default is not inspect.Parameter.empty
-        params.append(ParamSig(p.name, typ, has_default, p.default if has_default else None))
-    result_hint = hints.get("return", None)
-    result: Type | None = None if result_hint in (None, type(None)) else python_type(result_hint)
-    from whenthen.runtime.host import with_model_arguments
-
-    return ActionSig(name or fn.__name__, tuple(params), result, origin="host", doc=inspect.getdoc(fn) or "",
-                     impl=with_model_arguments(fn, hints))
-
-
-_HOST_MODULES: dict[str, Any] = {}
-
-
-def load_actions_module(spec: str) -> list[Callable[..., Any]]:
-    """The public functions of a Python file (`actions.py`) or importable module (`pkg.actions`),
-    or those in its `ACTIONS` list or dict."""
-    module = _host_module(spec)
-    exported = getattr(module, "ACTIONS", None)
-    if exported is not None:
-        return list(exported.values()) if isinstance(exported, dict) else list(exported)
-    return [obj for name, obj in vars(module).items()
-            if inspect.isfunction(obj) and not name.startswith("_") and obj.__module__ == module.__name__]
-
-
-def load_host_triggers(spec: str) -> dict[str, Any]:
-    """The `TRIGGERS` dict of the same module: trigger name -> pydantic model (for `engine.trigger`)."""
-    exported = getattr(_host_module(spec), "TRIGGERS", None) or {}
-    if not isinstance(exported, dict):
-        raise EngineError(f"{spec}: TRIGGERS must be a dict of trigger names to pydantic models")
-    return dict(exported)
-
-
-def _host_module(spec: str) -> Any:
-    """The module, imported once per file version (actions and triggers come from one import)."""
-    path = Path(spec)
-    key = f"{path.resolve()}@{path.stat().st_mtime_ns}" if path.is_file() else spec
-    if key not in _HOST_MODULES:
-        _HOST_MODULES[key] = _import_host_module(spec)
-    return _HOST_MODULES[key]
-
-
-def _import_host_module(spec: str) -> Any:
-    import importlib
-    import importlib.util
-
-    if spec.endswith(".py") or os.sep in spec or Path(spec).exists():
-        path = Path(spec)
-        if not path.exists():
-            raise EngineError(f"actions file not found: {spec}")
-        module_spec = importlib.util.spec_from_file_location(f"whenthen_actions_{path.stem}", path)
-        if module_spec is None or module_spec.loader is None:
-            raise EngineError(f"cannot load actions from {spec}")
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(spec)
-        except ImportError as exc:
-            raise EngineError(f"cannot import actions module {spec!r}: {exc}") from None
-    return module

@@ -6,30 +6,32 @@ import datetime as dt
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from whenthen import calendar, values
 from whenthen.calendar import SCHEDULE_TRIGGER, epoch, from_epoch
+from whenthen.runtime.catalog import Catalog
+from whenthen.runtime.context import Context, Queued
+from whenthen.runtime.dispatch import Dispatcher
 from whenthen.values import format_datetime
-
-if TYPE_CHECKING:
-    from whenthen.runtime.engine import Engine
 
 _log = logging.getLogger("whenthen.engine")
 
 
 class Scheduler:
-    """Schedule slots of the engine's active schedule rules; storage only through `engine.store`."""
+    """Schedule slots of the active schedule rules; each slot claimed once however many workers run."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
+    def __init__(self, ctx: Context, catalog: Catalog, dispatcher: Dispatcher):
+        self.ctx = ctx
+        self.catalog = catalog
+        self.dispatcher = dispatcher
 
     def next_slot(self) -> dt.datetime | None:
         """The earliest slot not yet fired of any active schedule rule (simulate and the REPL step
         the clock to it); None when no schedule will fire."""
         last = self.slots()
         found = []
-        for loaded in self.engine.catalog.active.get(SCHEDULE_TRIGGER, ()):
+        for loaded in self.catalog.active.get(SCHEDULE_TRIGGER, ()):
             slot = calendar.next_fire(loaded.code.schedule or {}, loaded.code.timezone, from_epoch(last[loaded.name]))
             if slot is not None:
                 found.append(slot)
@@ -39,35 +41,34 @@ class Scheduler:
         """Fire each active schedule rule's latest slot in (its last fired slot, `until`] (default:
         now), once: a worker that was down catches up with one event per rule, never a burst
         (docs/time.md). The event's `at` is the slot. Returns how many fired."""
-        eng = self.engine
-        now = eng.clock.now()
+        ctx = self.ctx
+        now = ctx.clock.now()
         until = until or now
         last = self.slots()
         fired = 0
-        for loaded in list(eng.catalog.active.get(SCHEDULE_TRIGGER, ())):
+        for loaded in list(self.catalog.active.get(SCHEDULE_TRIGGER, ())):
             code = loaded.code
             slot = calendar.latest_fire(code.schedule or {}, code.timezone, from_epoch(last[loaded.name]), until)
             if slot is None:
                 continue
             data: dict[str, Any] = {"at": slot}
-            event_id = eng.store.claim_schedule_slot(loaded.name, epoch(slot), SCHEDULE_TRIGGER,
-                                                     json.dumps(values.to_json(data), ensure_ascii=False, separators=(",", ":")), format_datetime(now), eng.owner,
-                                                     time.time() + eng.lease_seconds)
+            event_id = ctx.store.claim_schedule_slot(loaded.name, epoch(slot), SCHEDULE_TRIGGER,
+                                                     json.dumps(values.to_json(data), ensure_ascii=False, separators=(",", ":")), format_datetime(now), ctx.owner,
+                                                     time.time() + ctx.lease_seconds)
             if event_id is None:  # another worker fired it
                 continue
-            eng._dispatch_slot(event_id, data)
+            self.dispatcher.dispatch(Queued(event_id, SCHEDULE_TRIGGER, data, 0))
             fired += 1
         return fired
 
     def slots(self) -> dict[str, float]:
         """The last slot of each active schedule rule; one that has none yet (it became a schedule
         rule while active) is owed nothing before now."""
-        eng = self.engine
-        eng.catalog.refresh()
-        store = eng.store
+        self.catalog.refresh()
+        store = self.ctx.store
         last = store.schedule_slots()
-        now = epoch(eng.clock.now())
-        for loaded in eng.catalog.active.get(SCHEDULE_TRIGGER, ()):
+        now = epoch(self.ctx.clock.now())
+        for loaded in self.catalog.active.get(SCHEDULE_TRIGGER, ()):
             if loaded.name not in last:
                 store.arm_schedule(loaded.name, now)
                 last[loaded.name] = now
