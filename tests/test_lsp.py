@@ -99,6 +99,9 @@ def test_completion_of_fields_enums_triggers_and_parameters(client: Client, proj
     params = RULES.replace("set_status(guest_id: id, status: 'ok')", "set_status(guest_id: id, ")
     found = labels(params, "guest_id: id, ", 14)
     assert found[0] == "status:" and "guest_id:" not in found and "email" in found
+    emitted = RULES.replace("  log(message: form)\n", "  emit guest.added(id: 'x', \n")
+    found = labels(emitted, "guest.added(id: 'x', ", 21)
+    assert found[:3] == ["email:", "category:", "company:"] and "id:" not in found  # the trigger's fields
     template = RULES.replace('subject: "Hi"', 'subject: "Hi {guest.compa')
     assert "company" in labels(template, "{guest.compa", 12)  # inside a template's {…}
     assert labels(RULES, '"Hi', 2) == []  # inside a string: nothing to offer

@@ -106,3 +106,13 @@ def test_a_cancelled_pass_leaves_nothing_stale(stop_after: int) -> None:
         workspace.update(edited, lambda: next(calls) >= stop_after)
     assert _incremental(workspace, texts) == _diagnostics(texts)  # back as it was
     assert _incremental(workspace, edited) == _diagnostics(edited)
+
+
+def test_an_error_at_a_comment_before_the_next_item_matches_a_full_parse() -> None:
+    # the virtual end of the input after a comment: the whole file sees the next item's `rule` there
+    texts = {str(p): p.read_text(encoding="utf-8") for p in sorted(EXAMPLES.glob("*.rules"))}
+    workspace = Workspace()
+    workspace.update(texts)
+    path = str(EXAMPLES / "guests.rules")
+    texts[path] = texts[path].replace('subject: "Press kit")', 'subject:# "Press kit")', 1)
+    assert _incremental(workspace, texts) == _diagnostics(texts)

@@ -939,7 +939,9 @@ def parse_step(source: Source, chunk: int, end: int, item_lines: list[int]) -> t
             file, found = _run(region, "file", locator)
         except UnexpectedInput as exc:
             diag, pos = _syntax_diagnostic(exc, locator, region)
-            at_cut = (isinstance(exc, UnexpectedToken) and exc.token.type == "$END") or pos >= len(region.rstrip())
+            # at the cut: the end of the input, or a (virtual) token after the last code of the region
+            code_end = len(re.sub(r"#[^\n]*", lambda m: " " * len(m.group()), region).rstrip())
+            at_cut = (isinstance(exc, UnexpectedToken) and exc.token.type == "$END") or pos >= code_end
             if at_cut and end < len(text):
                 return [], [], None, True
             diagnostics.append(diag)

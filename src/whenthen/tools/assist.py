@@ -239,6 +239,10 @@ def _call_snippet(name: str, params: tuple[ParamSig, ...]) -> str:
 
 
 def _params_of(schema: Schema, name: str) -> list[tuple[str, str]]:
+    """The parameters of an action or function, or the fields of the trigger of `emit NAME`."""
+    if name.startswith("emit "):
+        trigger = schema.triggers.get(name[5:])
+        return [(f, str(t)) for f, t in trigger.type.fields] if trigger is not None else []
     sig = schema.actions.get(name) or schema.functions.get(name)
     if sig is None or getattr(sig, "variadic", False):
         return []
@@ -246,7 +250,8 @@ def _params_of(schema: Schema, name: str) -> list[tuple[str, str]]:
 
 
 def _open_call(before: str) -> tuple[str, set[str]] | None:
-    """The call whose `(` is open at the end of `before`: its name and the argument names given."""
+    """The call whose `(` is open at the end of `before`: its name (`emit NAME` for an emit) and
+    the argument names given."""
     masked = _STRINGS_AND_COMMENTS.sub(lambda m: " " * len(m.group()), before[-4000:])
     depth = 0
     for i in range(len(masked) - 1, -1, -1):
@@ -257,11 +262,11 @@ def _open_call(before: str) -> tuple[str, set[str]] | None:
             if depth == 0:
                 if ch == "[":
                     return None
-                name = re.search(r"([A-Za-z_]\w*)[ \t]*$", masked[:i])
+                name = re.search(r"(emit[ \t]+[A-Za-z_][\w.]*|[A-Za-z_]\w*)[ \t]*$", masked[:i])
                 if name is None:
                     return None
                 given = set(re.findall(r"([A-Za-z_]\w*)[ \t]*:", masked[i + 1:]))
-                return name.group(1), given
+                return re.sub(r"[ \t]+", " ", name.group(1)), given
             depth -= 1
         elif ch == "\n" and re.match(r"[ \t]*(rule|when|trigger|action)\b", masked[i + 1:]):
             return None
