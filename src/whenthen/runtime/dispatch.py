@@ -110,15 +110,21 @@ class Dispatcher:
             seen = (trigger, group.set_id)
         self.store.finish_event(event.event_id, self.ctx.owner, filtered, seen, unstarted)
 
-    def try_exit(self, run_id: int, clause: int, data: dict[str, Any], now: dt.datetime) -> None:
-        run = self.store.get_run(run_id)
-        if run is None or run.status in ENDED:
-            return
+    def _evaluable(self, run: Any) -> tuple[Any, Any] | None:
+        """The run's code and frame, or None after failing the run: one that cannot be evaluated
+        fails visibly, it is never skipped."""
         loaded = self.catalog.load(run.rule, run.version)
         frame = decode_frame(run.frame)
-        if loaded is None or frame is None:  # it cannot be evaluated: failed visibly, never skipped
+        if loaded is None or frame is None:
             self.activator.fail_damaged(run, loaded)
+            return None
+        return loaded, frame
+
+    def try_exit(self, run_id: int, clause: int, data: dict[str, Any], now: dt.datetime) -> None:
+        run = self.store.get_run(run_id)
+        if run is None or run.status in ENDED or (evaluable := self._evaluable(run)) is None:
             return
+        loaded, frame = evaluable
         if not vm.exit_matches(loaded.code, clause, frame.event, data, now=now):
             return
         at = format_datetime(now)
@@ -129,13 +135,9 @@ class Dispatcher:
 
     def try_resume(self, run_id: int, event: Queued, now: dt.datetime) -> None:
         run = self.store.get_run(run_id)
-        if run is None or run.status != "waiting":
+        if run is None or run.status != "waiting" or (evaluable := self._evaluable(run)) is None:
             return
-        loaded = self.catalog.load(run.rule, run.version)
-        frame = decode_frame(run.frame)
-        if loaded is None or frame is None:  # it cannot be evaluated: failed visibly, never skipped
-            self.activator.fail_damaged(run, loaded)
-            return
+        loaded, frame = evaluable
         if not vm.wait_matches(loaded.code, frame, event.data, now=now):
             return
         claimed = self.store.claim_run(run, self.ctx.owner, time.time(), self.ctx.lease_expiry(),
