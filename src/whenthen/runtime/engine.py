@@ -8,30 +8,27 @@ retries and the journal work.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from whenthen import values
 from whenthen.compiler.decls import Schema, TriggerSchema
 from whenthen.diagnostics import EventError
 from whenthen.runtime.actions import Actions, ActionUnavailable, RetryPolicy
 from whenthen.runtime.activation import MAX_EMIT_DEPTH, Activator
 from whenthen.runtime.catalog import Catalog, LoadedRule, Published, compiled_hash, index_key
 from whenthen.runtime.clock import Clock, RealClock
-from whenthen.runtime.context import Context, EngineError, Queued, dump_values, dumps, storable
+from whenthen.runtime.context import Context, EngineError
 from whenthen.runtime.dispatch import Dispatcher
-from whenthen.runtime.events import lookup_trigger, validate_event
+from whenthen.runtime.history import History
 from whenthen.runtime.host import action_signature, load_actions_module, load_host_triggers
+from whenthen.runtime.intake import Intake
 from whenthen.runtime.scheduler import Scheduler
 from whenthen.runtime.store import open_store
 from whenthen.runtime.worker import Worker
 from whenthen.stdlib.config import StdlibConfig
 from whenthen.stdlib.transports import Transports
-from whenthen.values import format_datetime
 
 if TYPE_CHECKING:
     from whenthen.api import Program, SourceOrPaths
@@ -66,6 +63,8 @@ class Engine:
         self.dispatcher = Dispatcher(self.ctx, self.catalog, self.activator)
         self.scheduler = Scheduler(self.ctx, self.catalog, self.dispatcher)
         self.worker = Worker(self.ctx, self.catalog, self.activator, self.dispatcher, self.scheduler)
+        self.intake = Intake(self.ctx, self.catalog, self.dispatcher)
+        self.history = History(self.ctx, self.catalog)
 
     clock = _shared("clock", "The engine's clock (a simulated one in simulate and the REPL).")
     lease_seconds = _shared("lease_seconds", "How long a claim on an event or a run lasts unrenewed.")
@@ -184,75 +183,29 @@ class Engine:
         An unknown trigger is an EngineError (as an unknown rule is for `versions`), not an empty list."""
         return self.catalog.uses(trigger)
 
-    # ------------------------------------------------------------------ events in
+    # ------------------------------------------------------------------ events in (runtime/intake.py)
 
     def emit(self, trigger: str, data: Any, *, dispatch: bool = True, origin: str = "external") -> int:
         """Validate and record one event, dispatch it, and run what it starts or resumes until every
         run waits or ends; returns the event's id. Raises EventError (after recording the
         rejection) on bad data. With `dispatch=False` the event is only queued for workers."""
-        self.catalog.refresh()
-        now = self.clock.now()
-        try:
-            schema = lookup_trigger(self.catalog.triggers, trigger)
-            if schema.origin in ("schedule", "system") and origin == "external":
-                raise EventError(f"'{trigger}' is fired by the engine; it cannot be emitted", trigger=trigger)
-            typed = validate_event(schema, data)
-        except EventError as exc:
-            self._reject(trigger, data, now, str(exc))
-            raise
-        with self.store.batch():  # one commit for the event and what it does (until an action's effect)
-            text = dump_values(typed)
-            if dispatch:  # `processing` under our lease if anything commits before its dispatch ends
-                event_id = self.store.open_event(trigger, text, format_datetime(now), origin, self.ctx.owner,
-                                                 time.time() + self.lease_seconds)
-            else:
-                event_id = self.store.insert_event(trigger, text, format_datetime(now), "pending", origin=origin)
-            if dispatch:
-                self.dispatcher.dispatch(Queued(event_id, trigger, typed, 0))
-        return event_id
+        return self.intake.emit(trigger, data, dispatch=dispatch, origin=origin)
 
     def accept(self, trigger: str, data: Any, *, idempotency_key: str | None = None) -> tuple[int, bool]:
         """Validate an event and record it `pending` for the workers (no dispatch here); returns
         (event id, duplicate). The idempotency key is recorded in the event's transaction: the same
         key within 24 h returns the first event's id and records nothing. Raises EventError (after
         recording the rejection) with `.errors` naming every bad field."""
-        self.catalog.refresh()
-        now = self.clock.now()
-        try:
-            schema = lookup_trigger(self.catalog.triggers, trigger)
-            if schema.origin in ("schedule", "system"):
-                raise EventError(f"'{trigger}' is fired by the engine; it cannot be emitted", trigger=trigger)
-            typed = validate_event(schema, data)
-        except EventError as exc:
-            self._reject(trigger, data, now, str(exc))
-            raise
-        return self.store.accept_event(trigger, dump_values(typed), format_datetime(now),
-                                       idempotency_key=idempotency_key, wall_now=time.time())
+        return self.intake.accept(trigger, data, idempotency_key=idempotency_key)
 
     def accept_batch(self, items: Iterable[tuple[Any, Any]]) -> list[int | EventError]:
         """`accept` for each (trigger, data), the accepted ones committed in one transaction;
         one result per item, in order: the event id, or the EventError that rejected it."""
-        results: list[int | EventError] = []
-        with self.store.batch():
-            for trigger, data in items:
-                try:
-                    if not isinstance(trigger, str) or not trigger:
-                        raise EventError("the event has no \"trigger\" (a trigger name like \"guest.added\")")
-                    results.append(self.accept(trigger, data)[0])
-                except EventError as exc:
-                    results.append(exc)
-        return results
+        return self.intake.accept_batch(items)
 
     def reject(self, trigger: str | None, data: Any, error: str) -> None:
         """Record an event that could not even be read (bad JSON, no trigger)."""
-        self._reject(trigger, data, self.clock.now(), error)
-
-    def _reject(self, trigger: str | None, data: Any, now: dt.datetime, error: str) -> None:
-        text = data if isinstance(data, str) else dumps(data, lenient=True)
-        # what was refused may hold lone surrogates, which no UTF-8 column can store: escaped
-        name = storable(trigger) if isinstance(trigger, str) else None
-        self.store.insert_event(name, storable(text[:10_000]), format_datetime(now), "rejected",
-                                error=storable(error))
+        self.intake.reject(trigger, data, error)
 
     def ingest(self, lines: Iterable[str | bytes], on_line: Callable[[int, str | None], None] | None = None,
                commit_every: int = 100, keep_rejected: bool = True) -> tuple[int, list[tuple[int, str]]]:
@@ -266,42 +219,7 @@ class Engine:
         action's intent still commits everything before it, at once). A crash loses the lines
         since the last commit, entirely: what is stored is always the events of a prefix of the
         lines, one row per non-blank line (docs/engine.md). `commit_every=1` commits each line."""
-        if commit_every <= 1:
-            return self._ingest(lines, on_line, 1, keep_rejected)
-        with self.store.group():
-            return self._ingest(lines, on_line, commit_every, keep_rejected)
-
-    def _ingest(self, lines: Iterable[str | bytes], on_line: Callable[[int, str | None], None] | None,
-                commit_every: int, keep_rejected: bool) -> tuple[int, list[tuple[int, str]]]:
-        from whenthen.runtime.events import parse_ingest_line
-        from whenthen.runtime.jsonl import decode_line, shown_line
-
-        accepted, rejected = 0, []
-        uncommitted = 0
-        for number, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
-            if uncommitted >= commit_every:
-                self.store.commit_now()
-                uncommitted = 0
-            uncommitted += 1
-            error = None
-            try:
-                trigger, data = parse_ingest_line(decode_line(raw))
-            except EventError as exc:
-                error = str(exc)
-                self.reject(getattr(exc, "trigger", None), shown_line(raw), error)
-            else:
-                try:
-                    self.emit(trigger, data)
-                    accepted += 1
-                except EventError as exc:
-                    error = str(exc)
-            if error and keep_rejected:
-                rejected.append((number, error))
-            if on_line:
-                on_line(number, error)
-        return accepted, rejected
+        return self.intake.ingest(lines, on_line, commit_every, keep_rejected)
 
     # ------------------------------------------------------------------ workers
 
@@ -318,62 +236,38 @@ class Engine:
         """The worker loop: pending events and due runs, until `stop()` (or one pass with `once`)."""
         return self.worker.work(once, idle, stop)
 
-    # ------------------------------------------------------------------ reading runs
+    # ------------------------------------------------------------------ reading runs (runtime/history.py)
 
     def runs(self, rule: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Runs with `id`, `rule`, `version`, `status`, `started_at`, `updated_at`, …; an unknown
         `rule` is an EngineError (a misspelt name must not look like a rule without runs)."""
-        if rule is not None:
-            self.catalog.rule_or_fail(rule)
-        return self._with_splits([_run_view(r) for r in self.store.runs(rule, status)])
+        return self.history.runs(rule, status)
 
     def runs_page(self, rule: str | None = None, status: str | None = None, before: int | None = None,
                   limit: int = 50) -> list[dict[str, Any]]:
         """The `runs` objects newest first, ids below `before`: one page, found by keyset."""
-        return self._with_splits([_run_view(r) for r in self.store.runs_page(rule, status, before, limit)])
-
-    def _with_splits(self, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """A run that went through a split shows each choice as `splits` (SPEC 2.13)."""
-        if views and self.store.branch_counts():
-            found = self.store.split_steps([v["id"] for v in views])
-            for view in views:
-                if view["id"] in found:
-                    view["splits"] = found[view["id"]]
-        return views
+        return self.history.runs_page(rule, status, before, limit)
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run with its `steps` (time, kind, and for actions the args, result and error)."""
-        found = self.store.runs(run_id=run_id)
-        if not found:
-            raise EngineError(f"no run {run_id}")
-        view = _run_view(found[0])
-        event = self.store.event(found[0]["event_id"]) if found[0]["event_id"] else None
-        view["event"] = {"id": event["id"], "trigger": event["trigger"], "data": json.loads(event["data"])} \
-            if event else None
-        view["steps"] = [_step_view(s) for s in self.store.steps(run_id)]
-        return view
+        return self.history.run(run_id)
 
     def outbox(self) -> list[dict[str, Any]]:
-        return [dict(o, args=json.loads(o["args"])) for o in self.store.outbox()]
+        """The outbox: each effect's row with its args."""
+        return self.history.outbox()
 
     def events(self, status: str | None = None) -> list[dict[str, Any]]:
-        return self.store.events(status)
+        """Every stored event (with `status`)."""
+        return self.history.events(status)
 
     def event(self, event_id: int) -> dict[str, Any]:
         """One event: `{"id", "trigger", "data", "status", "received_at", "error"}`."""
-        from whenthen.views import event_view
-
-        row = self.store.event(event_id)
-        if row is None:
-            raise EngineError(f"no event {event_id}")
-        return event_view(row)
+        return self.history.event(event_id)
 
     def events_page(self, status: str | None = None, before: int | None = None, limit: int = 50
                     ) -> list[dict[str, Any]]:
         """Events as `event` shows them, newest first, ids below `before` (keyset)."""
-        from whenthen.views import event_view
-
-        return [event_view(r) for r in self.store.events_page(status, before, limit)]
+        return self.history.events_page(status, before, limit)
 
     # ------------------------------------------------------------------ schedules
 
@@ -384,29 +278,3 @@ class Engine:
     def fire_schedules(self, until: dt.datetime | None = None) -> int:
         """Fire each active schedule rule's latest due slot, once (runtime/scheduler.py)."""
         return self.scheduler.fire(until)
-
-
-
-def _run_view(row: dict[str, Any]) -> dict[str, Any]:
-    view = {k: row[k] for k in ("id", "rule", "version", "status", "started_at", "updated_at")}
-    if row.get("status") == "waiting":
-        deadline = row.get("deadline")
-        view["waiting_until"] = format_datetime(dt.datetime.fromtimestamp(deadline, dt.UTC)) \
-            if deadline is not None else None
-        view["waiting_for"] = row.get("wait_trigger")
-    if row.get("error"):
-        view["error"] = row["error"]
-    return view
-
-
-def _step_view(row: dict[str, Any]) -> dict[str, Any]:
-    view: dict[str, Any] = {"at": row["at"], "kind": row["kind"]}
-    if row["kind"] == "action":
-        damaged = row.get("damaged")
-        result = values.unpack(row["result"]) if row["result"] is not None and not damaged else None
-        view.update(action=row["action"], args=json.loads(row["args"]) if row["args"] else {},
-                    result=values.to_json(result), error=row["error"] or damaged, status=row["status"],
-                    attempt=row["attempt"], idempotency_key=row["idem_key"])
-    elif row["data"]:
-        view.update(json.loads(row["data"]))
-    return view
