@@ -6,13 +6,14 @@ import glob
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from _servers import free_port
 
 _names = itertools.count(1)
 
@@ -27,12 +28,6 @@ def _bindir() -> Path | None:
     return Path(dirs[-1]) if dirs else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Cluster:
     """A PostgreSQL server of our own on 127.0.0.1 (fsync off): start, restart, stop. As root it
     runs as the `postgres` user (the server refuses root)."""
@@ -43,7 +38,7 @@ class Cluster:
         if bindir is None:
             raise RuntimeError("no PostgreSQL server binaries (initdb) on PATH or under /usr/lib/postgresql/*/bin")
         self.bindir = bindir
-        self.port = _free_port()
+        self.port = free_port()
         self.options = options
         self.dir = Path(tempfile.mkdtemp(prefix="whenthen-pg-"))
         self.data = self.dir / "data"
