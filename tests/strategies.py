@@ -211,6 +211,9 @@ schedules = st.one_of(
     datetimes().map(ast.At),
 )
 
+_clocks = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))
+_weekdays = st.sampled_from(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))
+
 _exit_clauses = st.builds(ast.ExitClause, trigger_names.map(ast.TriggerRef), st.one_of(st.none(), conditions()))
 
 rules = st.builds(
@@ -222,6 +225,9 @@ rules = st.builds(
     st.lists(statements(), max_size=4).map(tuple),
     st.one_of(st.none(), st.builds(ast.Once, st.lists(exprs(), min_size=1, max_size=2).map(tuple),
                                    st.one_of(st.none(), exprs()))),
+    st.one_of(st.none(), st.builds(
+        ast.During, _clocks, _clocks,
+        st.lists(st.builds(ast.DayRange, _weekdays, st.one_of(st.none(), _weekdays)), max_size=3).map(tuple))),
 )
 
 items = st.one_of(trigger_decls, action_decls, rules)

@@ -249,3 +249,105 @@ def _aware(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+# ----------------------------------------------------------------------------- sending windows (SPEC 2.12)
+#
+# A window is the plain data the WAIT_WINDOW instruction holds: `{"start": minutes, "end": minutes,
+# "days": [weekday, …]}` (minutes since local midnight; weekdays 0 = monday, the days the window
+# *opens*). On each such day D it is the interval of instants [open, close): open is D at `start`,
+# close D at `end`, or the next day at `end` when `end` is before `start` (past midnight), each
+# wall time mapped to an instant by `wall_to_instant` (a time in a gap is the first instant after
+# it, a repeated one its first occurrence, as schedules do). An instant is inside the window when
+# one of those intervals holds it.
+
+
+def parse_clock(text: str) -> int | None:
+    """Minutes since midnight of an `HH:MM` time of day (00:00 to 23:59), None when it is not one."""
+    hours, sep, minutes = text.partition(":")
+    if not (sep and len(hours) == 2 and len(minutes) == 2 and hours.isdigit() and minutes.isdigit()):
+        return None
+    h, m = int(hours), int(minutes)
+    return h * 60 + m if h <= 23 and m <= 59 else None
+
+
+def day_set(ranges: list[tuple[str, str | None]]) -> list[int]:
+    """The weekdays (0 = monday) of day names and ranges; a range wraps past sunday (`friday-monday`).
+    No ranges means every day. Raises ScheduleError on an unknown name."""
+    if not ranges:
+        return list(range(7))
+    days: set[int] = set()
+    for first, last in ranges:
+        for name in (first, last):
+            if name is not None and name not in WEEKDAYS:
+                raise ScheduleError(f"unknown day {name!r}")
+        a = WEEKDAYS.index(first)
+        b = WEEKDAYS.index(last) if last is not None else a
+        days.update((a + i) % 7 for i in range((b - a) % 7 + 1))
+    return sorted(days)
+
+
+def _window_interval(window: dict[str, Any], day: dt.date, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    start, end = window["start"], window["end"]
+    opens = dt.datetime.combine(day, dt.time(start // 60, start % 60))
+    closes = dt.datetime.combine(day + dt.timedelta(days=1 if end <= start else 0), dt.time(end // 60, end % 60))
+    return wall_to_instant(opens, tz), wall_to_instant(closes, tz)
+
+
+def _window_zone(timezone: str | None) -> ZoneInfo:
+    tz = zone(timezone)
+    return tz if isinstance(tz, ZoneInfo) else ZoneInfo("UTC")
+
+
+def in_window(window: dict[str, Any], timezone: str | None, instant: dt.datetime) -> bool:
+    """Is `instant` inside the window (its start included, its end excluded)?"""
+    instant = _aware(instant)
+    tz = _window_zone(timezone)
+    local = instant.astimezone(tz).date()
+    for back in (2, 1, 0):
+        day = local - dt.timedelta(days=back)
+        if day.weekday() in window["days"]:
+            opens, closes = _window_interval(window, day, tz)
+            if opens <= instant < closes:
+                return True
+    return False
+
+
+def next_opening(window: dict[str, Any], timezone: str | None, after: dt.datetime) -> dt.datetime | None:
+    """`after` itself when it is inside the window, else the instant the window next opens
+    (None only for a window that never opens, which the checker lets no rule have)."""
+    after = _aware(after)
+    if in_window(window, timezone, after):
+        return after
+    tz = _window_zone(timezone)
+    local = after.astimezone(tz).date()
+    best: dt.datetime | None = None
+    for ahead in range(-1, 16):
+        day = local + dt.timedelta(days=ahead)
+        if day.weekday() not in window["days"]:
+            continue
+        opens, closes = _window_interval(window, day, tz)
+        if opens >= after and opens < closes and (best is None or opens < best):
+            best = opens
+        if best is not None and ahead >= 8:
+            break
+    return best
+
+
+def describe_window(window: dict[str, Any], timezone: str | None = None) -> str:
+    """The window as written in the rule (`09:00-20:00 on monday-friday, saturday`), with the zone."""
+    def clock(minutes: int) -> str:
+        return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+    text = f"{clock(window['start'])}-{clock(window['end'])}"
+    days = sorted(window["days"])
+    if days != list(range(7)):
+        runs: list[list[int]] = []
+        for d in days:
+            if runs and runs[-1][-1] == d - 1:
+                runs[-1].append(d)
+            else:
+                runs.append([d])
+        text += " on " + ", ".join(WEEKDAYS[r[0]] if len(r) == 1 else f"{WEEKDAYS[r[0]]}-{WEEKDAYS[r[-1]]}"
+                                   for r in runs)
+    return text if not timezone or timezone == "UTC" else f"{text} ({timezone})"

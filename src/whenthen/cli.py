@@ -720,7 +720,8 @@ def run_cmd(obj: Context, run_id: int, fmt: str) -> None:
             args = ", ".join(f"{k}: {_text(v)}" for k, v in step["args"].items())
             outcome = f"error: {step['error']}" if step.get("error") else f"→ {_text(step['result'])}"
             attempt = f" (attempt {step['attempt']})" if step.get("error") and step.get("attempt") else ""
-            click.echo(f"  {_when(step['at'])}  {step['action']}({args})  {outcome}{attempt}")
+            due = f"  (due {_when(step['due_at'])}, delayed by the sending window)" if step.get("due_at") else ""
+            click.echo(f"  {_when(step['at'])}  {step['action']}({args})  {outcome}{attempt}{due}")
         else:
             shown = {**step, "until": _when(step["until"])} if step.get("until") else step
             click.echo(f"  {_when(step['at'])}  {describe_step(shown)}")

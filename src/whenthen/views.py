@@ -31,6 +31,8 @@ def describe_step(step: dict[str, Any]) -> str:
         if step.get("wait") == "for":
             until = f" until {step['until']}" if step.get("until") else ""
             return f"wait for {step.get('trigger')} {dumps(step.get('correlation') or {}, indent=None)}{until}"
+        if step.get("wait") == "window":  # SPEC 2.12: an action outside the rule's sending window
+            return f"wait for the sending window {step.get('window')} until {step.get('until')} ({step.get('action')})"
         return f"wait until {step.get('until')}"
     if kind == "emit":
         return f"emit {step.get('trigger')} {dumps(step.get('data'), indent=None)}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from whenthen import regex
-from whenthen.calendar import next_fire
+from whenthen.calendar import next_fire, parse_clock
 from whenthen.compiler import messages as msg
 from whenthen.compiler.checked import CheckedProgram, NameRef, ResolvedCall, RuleInfo
 from whenthen.compiler.decls import DEFAULT_LOCALE, ActionSig, FunctionSig, ParamSig, Schema, TriggerSchema
@@ -483,6 +483,8 @@ class _Checker:
             self.condition(rule.where, scope, "the `where` condition")
         if rule.once is not None:
             self.once(rule.once, scope)
+        if rule.during is not None:
+            self.during(rule.during)
         for clause in rule.exits:
             exit_trigger = self.trigger(clause.trigger.name, _pick(clause.trigger.span, clause.span))
             if clause.where is not None:
@@ -650,6 +652,20 @@ class _Checker:
                 self.err(within.span, "E113", msg.once_within_not_literal())
             elif within.seconds <= 0:
                 self.err(within.span, "E113", msg.once_within_not_positive(within.seconds))
+
+    def during(self, clause: ast.During) -> None:
+        """SPEC 2.12: times of day from 00:00 to 23:59, start and end different, known day names (E112)."""
+        start, end = parse_clock(clause.start), parse_clock(clause.end)
+        if start is None:
+            self.err(_pick(clause.start_span, clause.span), "E112", msg.bad_window_time(clause.start))
+        if end is None:
+            self.err(_pick(clause.end_span, clause.span), "E112", msg.bad_window_time(clause.end))
+        if start is not None and start == end:
+            self.err(clause.span, "E112", msg.window_empty(clause.start))
+        for day in clause.days:
+            for name in (day.first, day.last):
+                if name is not None and name not in WEEKDAYS:
+                    self.err(day.span, "E112", msg.bad_window_day(name, WEEKDAYS))
 
     def split(self, stmt: ast.Split, scope: _Scope) -> None:
         """SPEC 2.13: shares are whole percentages from 1 to 100 adding up to 100 (E113 at `split`)."""
@@ -1125,9 +1141,8 @@ def _wall_clock_use(node: ast.Node) -> str | None:
         return "a datetime literal without offset"
     if isinstance(node, ast.Call) and node.func in ("today", "date"):
         return f"`{node.func}()`"
-    during = getattr(ast, "During", None)
-    if during is not None and isinstance(node, during):
-        return "`during`"
+    if isinstance(node, ast.During):
+        return f"`during {node.start}-{node.end}`"
     return None
 
 

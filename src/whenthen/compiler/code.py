@@ -138,6 +138,12 @@ def _descriptor_ok(op: Opcode, const: Any, code_count: int) -> bool:
         return (isinstance(const, list) and len(const) == 4 and isinstance(const[0], str)
                 and isinstance(const[1], int) and -1 <= const[1] < code_count
                 and isinstance(const[2], bool) and _str_list(const[3]))
+    if op is Opcode.WAIT_WINDOW:
+        return (isinstance(const, list) and len(const) == 4
+                and all(isinstance(m, int) and not isinstance(m, bool) and 0 <= m < 1440 for m in const[:2])
+                and const[0] != const[1] and isinstance(const[2], list) and len(const[2]) >= 1
+                and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in const[2])
+                and isinstance(const[3], str))
     if op is Opcode.BRANCH:
         return isinstance(const, str)
     if op is Opcode.SPLIT:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from whenthen.calendar import localize
+from whenthen.calendar import ScheduleError, day_set, localize, parse_clock
 from whenthen.compiler.checked import CheckedProgram, NameRef, ResolvedCall, RuleInfo
 from whenthen.compiler.code import Code, ExitCode, RuleCode
 from whenthen.compiler.decls import DEFAULT_LOCALE, FILE_LOCALE, Schema
@@ -40,6 +40,7 @@ def compile_rule(program: CheckedProgram, info: RuleInfo) -> RuleCode:
         equalities = filter_equalities_of(program, info, rule.where)
     body = _Builder(program, info.timezone, "body", info.locale)
     body.rule_name = info.name
+    body.window = window_data(rule.during)
     body.block(rule.body)
     body.emit(Opcode.HALT, 0, None)
     return RuleCode(
@@ -71,6 +72,20 @@ def _limit_code(program: CheckedProgram, info: RuleInfo) -> dict[str, Any]:
     builder.emit(Opcode.RETURN, 0, None)
     within = once.within.seconds if isinstance(once.within, ast.DurationLit) else None
     return {"limit_keys": builder.build(), "limit_within": within}
+
+
+def window_data(during: ast.During | None) -> list[Any] | None:
+    """`during HH:MM-HH:MM [on DAYS]` as [start minute, end minute, [weekdays it opens]]."""
+    if during is None:
+        return None
+    start, end = parse_clock(during.start), parse_clock(during.end)
+    if start is None or end is None or start == end:
+        raise CodegenError(f"unchecked sending window {during.start}-{during.end}")
+    try:
+        days = day_set([(d.first, d.last) for d in during.days])
+    except ScheduleError as exc:
+        raise CodegenError(f"unchecked sending window: {exc}") from None
+    return [start, end, days]
 
 
 def uses_of(info: RuleInfo) -> tuple[tuple[str, str], ...]:
@@ -258,6 +273,7 @@ class _Builder:
         self.breaks: list[list[int]] = []
         self.rule_name = ""  # a split's choice hashes it (SPEC 2.13)
         self.splits = 0  # splits compiled so far: each is numbered 1, 2, … in source order
+        self.window: list[Any] | None = None  # the rule's `during` (SPEC 2.12): [start, end, days]
 
     def build(self) -> Code:
         return Code(self.name, tuple(self.instrs), tuple(self.consts), tuple(self.names),
@@ -480,6 +496,8 @@ class _Builder:
         if resolved is None or resolved.kind != "action":
             self.expr(value)
             return
+        if self.window is not None:  # checked before the arguments: they are evaluated when it happens
+            self.emit(Opcode.WAIT_WINDOW, self.const([*self.window, resolved.name]), None)
         for _, value in resolved.args:
             self.expr(value)
         k = self.const([resolved.name, [name for name, _ in resolved.args]])

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from whenthen.calendar import describe_window
 from whenthen.compiler.code import Code, RuleCode
 from whenthen.compiler.opcodes import COUNT_OPS, HAS_ARG, JUMPS, NAME_OPS, Opcode
 from whenthen.diagnostics import CompileError, UnknownName
@@ -67,6 +68,9 @@ def _describe(code: Code, op: Opcode, arg: int) -> str:
         if fields:
             parts.append("correlate " + ", ".join(fields))
         return "; ".join(parts)
+    if op is Opcode.WAIT_WINDOW:
+        start, end, days, action = const
+        return f"during {describe_window({'start': start, 'end': end, 'days': days})} before {action}"
     if op is Opcode.BUILD_OBJECT:
         return "{" + ", ".join(const) + "}"
     if op is Opcode.SPLIT:

@@ -331,6 +331,19 @@ def bad_weekday(day: str, candidates: Iterable[str]) -> str:
     return f"unknown day '{day}' in `every … at`" + did_you_mean(day, candidates)
 
 
+def bad_window_time(text: str) -> str:
+    return f"invalid time of day '{text}' in `during` (HH:MM, from 00:00 to 23:59)"
+
+
+def window_empty(time: str) -> str:
+    return (f"`during {time}-{time}` starts and ends at the same time: a sending window needs two "
+            "different times (an end before the start runs past midnight)")
+
+
+def bad_window_day(day: str, candidates: Iterable[str]) -> str:
+    return f"unknown day '{day}' in `during … on` (day names: monday … sunday)" + did_you_mean(day, candidates)
+
+
 def bad_every(seconds: int) -> str:
     return f"`every` needs a positive duration, got {seconds}s"
 

@@ -82,6 +82,9 @@ class Opcode(IntEnum):
     #   consts[k] = [trigger, where code index or -1, has_within, [correlation fields]];
     #   c1 … cm are the correlation values known at wait time; on resume the awaited event (or
     #   null on timeout) is pushed.
+    WAIT_WINDOW = 75  # — → —  (SPEC 2.12, before an action's arguments: outside the sending window
+    #   the run waits until it opens, then runs this instruction again; consts[k] = [start minute,
+    #   end minute, [weekdays it opens], action])
 
     # -- ends
     RETURN = 80  # x → —  (a filter or clause code returns x)
@@ -119,6 +122,7 @@ CONST_OPS = frozenset(
         Opcode.BRANCH,
         Opcode.SPLIT,
         Opcode.WAIT_FOR,
+        Opcode.WAIT_WINDOW,
         Opcode.BUILD_OBJECT,
     }
 )

@@ -417,6 +417,26 @@ class Once(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class DayRange(Node):
+    """A day name (`saturday`) or a range of them (`monday-friday`) after `during … on`."""
+
+    first: str
+    last: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class During(Node):
+    """`during HH:MM-HH:MM [on DAYS]` (SPEC 2.12): a sending window. Times are as written
+    (the checker validates them); no days means every day."""
+
+    start: str
+    end: str
+    days: tuple[DayRange, ...] = ()
+    start_span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
+    end_span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Rule(Node):
     """A rule. `name` is None when unnamed (the checker names it `<stem>:<line of its when>`)."""
 
@@ -426,6 +446,7 @@ class Rule(Node):
     exits: tuple[ExitClause, ...]
     body: tuple[Stmt, ...]
     once: Once | None = None
+    during: During | None = None
     name_span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
     when_span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
 

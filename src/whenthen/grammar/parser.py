@@ -274,6 +274,7 @@ class _Builder(Transformer):
         when: Any = None
         when_start = None
         once = None
+        during = None
         for i, c in enumerate(children):
             if isinstance(c, _RuleName):
                 name, name_span, keyword_span = c.name, c.span, c.keyword
@@ -286,6 +287,8 @@ class _Builder(Transformer):
                 exits.append(c)
             elif isinstance(c, ast.Once):
                 once = c
+            elif isinstance(c, ast.During):
+                during = c
             elif isinstance(c, _Block):
                 body = tuple(c)
         if isinstance(when, _Trigger):
@@ -295,7 +298,7 @@ class _Builder(Transformer):
         if keyword_span is not None:  # a named rule starts at `rule "…"`, not at its `when`
             span = keyword_span.cover(span)
         return ast.Rule(
-            name, when, where, tuple(exits), body, once,
+            name, when, where, tuple(exits), body, once, during,
             span=span, name_span=name_span, when_span=when_start.cover(when.span),
         )
 
@@ -309,6 +312,16 @@ class _Builder(Transformer):
             if isinstance(c, ast.Node):
                 keys.append(c)
         return ast.Once(tuple(keys), within, span=self._span(children))
+
+    def during_clause(self, children: list[Any]) -> ast.During:
+        start, end = children[1], children[3]
+        days = tuple(c for c in children if isinstance(c, ast.DayRange))
+        return ast.During(start.value, end.value, days, span=self._span(children),
+                          start_span=self.loc.token(start), end_span=self.loc.token(end))
+
+    def day_range(self, children: list[Any]) -> ast.DayRange:
+        names = _tokens(children, "NAME")
+        return ast.DayRange(names[0].value, names[1].value if len(names) > 1 else None, span=self._span(children))
 
     def rule_name(self, children: list[Any]) -> _RuleName:
         tok = children[1]
@@ -750,8 +763,9 @@ def describe_expected(expected: set[str]) -> str:
     expected = set(expected)
     if "ENDBODY" in expected and "END" in expected:
         expected.discard("ENDBODY")
-    if "ONCE" in expected and len(expected) > 1:  # contextual (`once per`): never a hint for another word
-        expected.discard("ONCE")
+    for contextual in ("ONCE", "DURING", "ON"):  # contextual (`once per`, `during … on`): never a hint
+        if contextual in expected and len(expected) > 1:
+            expected.discard(contextual)
     if "TIMEZONE" in expected and len(expected) > 1:  # allowed by the grammar, but only first in a file
         expected.discard("TIMEZONE")
     words: list[str] = []

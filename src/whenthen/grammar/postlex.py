@@ -14,7 +14,13 @@ KEYWORDS = frozenset(
 )
 KEYWORD_TYPES = frozenset(k.upper() for k in KEYWORDS)
 # Keywords only where SPEC 2.2 places them (`_Machine._contextual`), names everywhere else.
-CONTEXTUAL_KEYWORDS = ("repeat", "times", "break", "split", "by", "once", "per")  # `locale` (2.1) is `_Machine._locale`
+CONTEXTUAL_KEYWORDS = ("repeat", "times", "break", "split", "by", "once", "per", "during", "on")  # `locale` (2.1) is `_Machine._locale`
+
+# After these `during` is an operand (`x = during`), never the clause (SPEC 2.12).
+_OPERATORS = frozenset(
+    "AND OR NOT IN CONTAINS STARTS ENDS WITH MATCHES IS EQUAL EQEQ NE LT LE GT GE PLUS MINUS STAR SLASH "
+    "PERCENT COMMA LPAR LSQB LBRACE DOT COLON WHERE PER WITHIN".split()
+)
 
 # After these a newline in a body continues the statement (SPEC 2.1); THEN/ELSE/SEP make the
 # newline an empty statement, which is skipped anyway.
@@ -78,6 +84,7 @@ class _Machine:
         self.prev = ""  # type of the last token handed to the parser
         self.last: Token | None = None
         self.at_line_start = True
+        self.during = False  # a `during` clause was seen in this header: `on` after its time is a keyword
 
     def _next(self) -> Token | None:
         if self.pending:
@@ -218,11 +225,20 @@ class _Machine:
                 return Token.new_borrow_pos("ONCE", tok.value, tok)
         elif tok.value == "per" and self.prev == "ONCE":
             return Token.new_borrow_pos("PER", tok.value, tok)
+        elif tok.value == "during" and self.prev not in _OPERATORS:
+            # `during HH:MM-HH:MM` (SPEC 2.12): before a time (or a number, a time mistyped as `9:00`)
+            following = self._peek_significant()
+            if following is not None and following.type in ("TIME", "INT"):
+                return Token.new_borrow_pos("DURING", tok.value, tok)
+        elif tok.value == "on" and self.prev == "TIME" and self.during:
+            return Token.new_borrow_pos("ON", tok.value, tok)
         return tok
 
     def _token(self, tok: Token) -> Iterator[Token]:
         if tok.type == "NAME" and self.mode == _HEADER:
             tok = self._header_word(tok)
+            if tok.type == "DURING":
+                self.during = True
         if tok.type == "NAME":
             tok = self._contextual(tok)
         kind = tok.type
@@ -241,6 +257,7 @@ class _Machine:
             self.mode = _HEADER
         elif self.mode == _HEADER and kind == "THEN" and not self.brackets:
             self.mode = _BODY
+            self.during = False
             self.blocks = 0
         elif self.mode == _BODY and (kind in ("IF", "SWITCH", "SPLIT", "REPEAT") or (kind == "FOR" and self.prev != "WAIT")):
             self.blocks += 1

@@ -291,6 +291,12 @@ def print_once(node: ast.Once, expr: Callable[[ast.Expr], str]) -> str:
     return text + (f" within {expr(node.within)}" if node.within is not None else "")
 
 
+def print_during(node: ast.During) -> str:
+    """`during HH:MM-HH:MM [on DAYS]` as written (SPEC 2.12)."""
+    days = ", ".join(d.first if d.last is None else f"{d.first}-{d.last}" for d in node.days)
+    return f"during {node.start}-{node.end}" + (f" on {days}" if days else "")
+
+
 def _rule(node: ast.Rule) -> str:
     lines = []
     if node.name is not None:
@@ -300,6 +306,8 @@ def _rule(node: ast.Rule) -> str:
         lines.append(f"where {print_expr(node.where)}")
     if node.once is not None:
         lines.append(print_once(node.once, print_expr))
+    if node.during is not None:
+        lines.append(print_during(node.during))
     for clause in node.exits:
         text = f"exit when {clause.trigger.name}"
         if clause.where is not None:

@@ -84,7 +84,8 @@ class ReplSimulation:
         kind = record["kind"]
         if kind == "action":
             args = ", ".join(f"{k}: {show_value(v)}" for k, v in record["args"].items())
-            self._lines.append(f"{head}{record['action']}({args})")
+            due = f"  (due {self._show_time(record['due_at'])}, delayed by the sending window)" if record.get("due_at") else ""
+            self._lines.append(f"{head}{record['action']}({args}){due}")
         elif kind == "emit":
             fields = ", ".join(f"{k}: {show_value(v)}" for k, v in record["data"].items())
             self._lines.append(f"{head}emit {record['trigger']}({fields})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import time
 from collections.abc import Callable
@@ -67,15 +68,19 @@ class Actions:
         # called after each action call with (name, seconds, failed): the service's metrics
         self.on_action: Callable[[str, float, bool], None] | None = None
 
-    def call(self, act: Journaling, name: str, args: dict[str, Any], step: int) -> Any:
-        """Journal the intent, call the action (with retries), journal the result."""
+    def call(self, act: Journaling, name: str, args: dict[str, Any], step: int, due: dt.datetime | None = None) -> Any:
+        """Journal the intent, call the action (with retries), journal the result. `due`: when a
+        delayed action (SPEC 2.12) was due; its trace record and step say so."""
         ctx, store = self.ctx, self.store
         run = act.run
         sig = self.catalog.actions.get(name)
         now = ctx.clock.now()
         at = format_datetime(now)
-        ctx.trace({"kind": "action", "at": at, "rule": run.rule, "run": run.id, "action": name,
-                   "args": values.to_json(args)})
+        record = {"kind": "action", "at": at, "rule": run.rule, "run": run.id, "action": name,
+                  "args": values.to_json(args)}
+        if due is not None:
+            record["due_at"] = format_datetime(due)
+        ctx.trace(record)
         previous = store.journal_get(run.id, step)
         for row in previous:
             if row.get("damaged"):  # never replay an altered result: the run fails naming it
@@ -90,7 +95,8 @@ class Actions:
         while True:
             key = f"{run.id}:{step}:{attempt}"
             row = {"ordinal": ordinal, "attempt": attempt, "at": at, "action": name, "step": step,
-                   "idem_key": key, "args": dumps(values.to_json(args))}
+                   "idem_key": key, "args": dumps(values.to_json(args)),
+                   "data": dumps({"due_at": format_datetime(due)}) if due is not None else None}
             store.journal_intent(run, ctx.lease_expiry(), act.steps, row)
             act.steps = []
             outbox = None

@@ -222,11 +222,11 @@ class RunHost:
     def now(self) -> dt.datetime:
         return self.activator.ctx.clock.now()
 
-    def call_action(self, name: str, args: dict[str, Any], step: int) -> Any:
+    def call_action(self, name: str, args: dict[str, Any], step: int, due: dt.datetime | None = None) -> Any:
         try:
             if not self.activator.materialize(self.act):  # the journal names the run
                 raise vm.HostAbort()
-            return self.activator.actions.call(self.act, name, args, step)
+            return self.activator.actions.call(self.act, name, args, step, due)
         except LeaseLost:
             self.act.lease_lost = True
             raise vm.HostAbort() from None

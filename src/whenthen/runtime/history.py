@@ -96,6 +96,8 @@ def step_view(row: dict[str, Any]) -> dict[str, Any]:
         view.update(action=row["action"], args=json.loads(row["args"]) if row["args"] else {},
                     result=values.to_json(result), error=row["error"] or damaged, status=row["status"],
                     attempt=row["attempt"], idempotency_key=row["idem_key"])
+        if row.get("data"):  # a delayed action (SPEC 2.12): `due_at`, when it was due; `at` is when it ran
+            view.update(json.loads(row["data"]))
     elif row["data"]:
         view.update(json.loads(row["data"]))
     return view

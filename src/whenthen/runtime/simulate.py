@@ -237,7 +237,8 @@ def _describe(record: dict[str, Any]) -> str:
     kind = record["kind"]
     if kind == "action":
         args = ", ".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in record["args"].items())
-        return f"{record['action']}({args})"
+        due = f"  (due {record['due_at']}, delayed by the sending window)" if record.get("due_at") else ""
+        return f"{record['action']}({args}){due}"
     if kind == "emit":
         data = ", ".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in record["data"].items())
         return f"emit {record['trigger']}({data})"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from whenthen.calendar import describe_window, next_opening
 from whenthen.compiler.code import BytecodeError, Code, RuleCode
 from whenthen.compiler.opcodes import LOOP_LIMIT, Opcode
 from whenthen.diagnostics import RuntimeFailure
@@ -88,6 +89,7 @@ _FOR_ITER = Opcode.FOR_ITER
 _FOR_RANGE = Opcode.FOR_RANGE
 _LOOP_COUNT = Opcode.LOOP_COUNT
 _LOOP_LIST = Opcode.LOOP_LIST
+_WAIT_WINDOW = Opcode.WAIT_WINDOW
 
 
 # ----------------------------------------------------------------------------- results and host
@@ -127,7 +129,9 @@ class Host(Protocol):
 
     def now(self) -> dt.datetime: ...
 
-    def call_action(self, name: str, args: dict[str, Any], step: int) -> Any: ...
+    def call_action(self, name: str, args: dict[str, Any], step: int, due: dt.datetime | None = None) -> Any:
+        """Call an action; `due` is given only for a delayed one (SPEC 2.12): when it was first due."""
+        ...
 
     def emit(self, trigger: str, data: dict[str, Any], depth: int) -> None: ...
 
@@ -156,6 +160,10 @@ class Frame:
     depth: int = 0
     step: int = 0  # actions called so far: the idempotency step of the next action
     pending: dict[str, Any] | None = None
+    # Not in the snapshot: while resuming from a sending-window wait, the time the delayed action
+    # was first due (SPEC 2.12), handed from WAIT_WINDOW to the CALL_ACTION after it.
+    delayed: dt.datetime | None = field(default=None, compare=False)
+    due: dt.datetime | None = field(default=None, compare=False)
 
     def encode(self) -> bytes:
         return pack([FRAME_FORMAT, self.pc, self.stack, self.locals, self.event, self.depth,
@@ -342,7 +350,7 @@ def _interpret(
             else:
                 result = _effect(op, arg, consts, frame, stack, host, timezone, code, pc)
                 if result is not None:
-                    frame.pc = pc
+                    frame.pc = pc - 1 if op is _WAIT_WINDOW else pc  # a window is checked again on resume
                     return result
     except RuntimeFailure as failure:
         failure.pc = pc - 1  # type: ignore[attr-defined]
@@ -390,8 +398,12 @@ def _effect(
         del stack[len(stack) - count:]
         step = frame.step
         frame.step += 1  # counted before the call: a resumed frame never reuses a step number
+        due, frame.due = frame.due, None
         try:
-            result = host.call_action(name, dict(zip(arg_names, values, strict=True)), step)
+            if due is None:
+                result = host.call_action(name, dict(zip(arg_names, values, strict=True)), step)
+            else:  # a delayed action (SPEC 2.12): its step records when it was due
+                result = host.call_action(name, dict(zip(arg_names, values, strict=True)), step, due=due)
         except HostAbort:
             raise
         except Exception as exc:
@@ -470,7 +482,32 @@ def _effect(
         frame.pending = {"kind": "for", "deadline": deadline, "trigger": trigger, "where": where,
                          "correlation": correlation}
         return Suspended(deadline, trigger, tuple((f, v) for f, v in correlation))
+    if op is Opcode.WAIT_WINDOW:
+        return _window(consts[arg], frame, host, timezone, line, now)
     raise RuntimeFailure(f"unknown instruction {op!r}")
+
+
+def _window(const: list[Any], frame: Frame, host: Host, timezone: str, line: int, now: dt.datetime
+            ) -> Suspended | None:
+    """SPEC 2.12: inside the sending window the action goes ahead (its step records when it was
+    due, if it waited); outside, the run waits until the window next opens and then runs this
+    instruction again. The pending wait says which window, for which action, due since when."""
+    start, end, days, action = const
+    window = {"start": start, "end": end, "days": days}
+    opening = next_opening(window, timezone, now)
+    if opening is None:
+        raise RuntimeFailure(f"the sending window {describe_window(window, timezone)} never opens")
+    due, frame.delayed = frame.delayed, None
+    if opening <= now:
+        frame.due = due
+        return None
+    due = due or now
+    shown = describe_window(window, timezone)
+    host.on_step({"kind": "wait", "line": line, "wait": "window", "action": action, "window": shown,
+                  "due_at": to_json(due), "until": to_json(opening)})
+    frame.pending = {"kind": "window", "deadline": opening, "trigger": None, "where": -1, "correlation": [],
+                     "action": action, "window": shown, "due": due}
+    return Suspended(opening)
 
 
 # ----------------------------------------------------------------------------- public entry points
@@ -483,8 +520,12 @@ def run(code: RuleCode, frame: Frame, host: Host, resume: Any = None, budget: in
     The frame is updated in place; after Suspended the engine snapshots `frame.encode()`.
     """
     if frame.pending is not None:
-        if frame.pending.get("kind") == "for":
+        kind = frame.pending.get("kind")
+        if kind == "for":
             frame.stack.append(resume)
+        elif kind == "window":  # WAIT_WINDOW runs again: the action keeps the time it was first due
+            due = frame.pending.get("due")
+            frame.delayed = due if isinstance(due, dt.datetime) else None
         frame.pending = None
     try:
         outcome = _interpret(code.body, frame, host, code.timezone, budget=budget)

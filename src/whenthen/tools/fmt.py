@@ -30,6 +30,7 @@ from whenthen.diagnostics import Diagnostic, Span, error
 from whenthen.grammar import ast
 from whenthen.grammar.parser import duration_seconds, parse
 from whenthen.grammar.printer import (
+    print_during,
     print_expr,
     print_item,
     print_once,
@@ -198,6 +199,9 @@ class _Layout:
         if node.once is not None:
             self.add(0, print_once(node.once, self.expr), node.once.span.start, "part")
             header_end = max(header_end, node.once.span.end)
+        if node.during is not None:
+            self.add(0, print_during(node.during), node.during.span.start, "part")
+            header_end = max(header_end, node.during.span.end)
         for clause in node.exits:
             text = f"exit when {clause.trigger.name}"
             if clause.where is not None:

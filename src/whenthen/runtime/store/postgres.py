@@ -1190,9 +1190,9 @@ class PostgresStore:
             self._queue_steps(run, pending_steps)
             self._pending.append((
                 "INSERT INTO steps (run_id, activation, ordinal, attempt, at, kind, action, step, idem_key, status, "
-                "args) VALUES (%s, %s, %s, %s, %s, 'action', %s, %s, %s, 'started', %s) ON CONFLICT DO NOTHING",
+                "args, data) VALUES (%s, %s, %s, %s, %s, 'action', %s, %s, %s, 'started', %s, %s) ON CONFLICT DO NOTHING",
                 (run.id, run.activation, row["ordinal"], row["attempt"], row["at"], row["action"], row["step"],
-                 row["idem_key"], _text(row["args"]))))
+                 row["idem_key"], _text(row["args"]), _text(row.get("data")))))
         self.commit_now()  # the intent (and the claim before it) is durable before the effect
 
     def journal_result(self, run: RunRow, idem_key: str, status: str, result: bytes | None,

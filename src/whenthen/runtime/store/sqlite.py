@@ -992,9 +992,9 @@ class SQLiteStore:
             self._insert_steps(c, run, pending_steps)
             c.execute(
                 "INSERT OR IGNORE INTO steps (run_id, activation, ordinal, attempt, at, kind, action, step, "
-                "idem_key, status, args) VALUES (?, ?, ?, ?, ?, 'action', ?, ?, ?, 'started', ?)",
+                "idem_key, status, args, data) VALUES (?, ?, ?, ?, ?, 'action', ?, ?, ?, 'started', ?, ?)",
                 (run.id, run.activation, row["ordinal"], row["attempt"], row["at"], row["action"], row["step"],
-                 row["idem_key"], row["args"]))
+                 row["idem_key"], row["args"], row.get("data")))
         self.commit_now()  # the intent (and the claim before it) is durable before the effect
 
     def journal_result(self, run: RunRow, idem_key: str, status: str, result: bytes | None,
