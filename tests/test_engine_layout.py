@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "whenthen"
 RUNTIME = SRC / "runtime"
 # The parts, lowest first: each may import only the parts before it (engine.py wires them all).
 STAGES = ["context", "catalog", "actions", "activation", "dispatch", "intake", "scheduler", "worker", "history",
-          "engine"]
+          "explain", "engine"]
 FACADE_MAX_LINES = 420
 SQL = re.compile(r"\b(SELECT\b.+\bFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+(TABLE|INDEX)|"
                  r"ALTER\s+TABLE|FOR\s+UPDATE\s+SKIP)\b", re.IGNORECASE | re.DOTALL)

@@ -732,6 +732,40 @@ def run_cmd(obj: Context, run_id: int, fmt: str) -> None:
         click.echo(f"  error: {found['error']}")
 
 
+@main.command()
+@click.argument("target", nargs=-1, required=True, metavar="RULE EVENT_ID | RUN_ID")
+@_format_option
+@click.pass_obj
+def explain(obj: Context, target: tuple[str, ...], fmt: str) -> None:
+    """Why a rule did what it did with an event, or what a run is waiting for (SPEC 2.14)."""
+    if len(target) == 1:
+        subject: str | int = _id_argument(target[0], "RUN_ID")
+        event_id = None
+    elif len(target) == 2:
+        subject, event_id = target[0], _id_argument(target[1], "EVENT_ID")
+    else:
+        fail("explain takes RULE EVENT_ID or RUN_ID")
+    engine = _engine(obj, read_only=True)
+    try:
+        found = engine.explain(subject, event_id)
+    except WhenthenError as exc:
+        fail(str(exc), EXIT_INPUT_ERROR)
+    if fmt == "json":
+        _print_json(found)
+        return
+    from whenthen.runtime.explain import describe
+
+    click.echo(describe(found))
+
+
+def _id_argument(text: str, what: str) -> int:
+    """A run or event id given on the command line: a positive integer, else a usage error (exit 2)."""
+    if not text.isdigit():
+        hint = " (a rule name needs an EVENT_ID after it)" if what == "RUN_ID" else ""
+        fail(f"{what} must be a positive integer, not {text!r}{hint}")
+    return int(text)
+
+
 def _retry_note(run: dict, obj: Context) -> str | None:
     """A waiting run whose last step is a failed action waits for a retry: `retry 2/3 at …`."""
     if run["status"] != "waiting" or not run["steps"]:

@@ -21,6 +21,7 @@ from whenthen.runtime.catalog import Catalog, LoadedRule, Published, compiled_ha
 from whenthen.runtime.clock import Clock, RealClock
 from whenthen.runtime.context import Context, EngineError
 from whenthen.runtime.dispatch import Dispatcher
+from whenthen.runtime.explain import Explainer
 from whenthen.runtime.history import History
 from whenthen.runtime.host import action_signature, load_actions_module, load_host_triggers
 from whenthen.runtime.intake import Intake
@@ -65,6 +66,7 @@ class Engine:
         self.worker = Worker(self.ctx, self.catalog, self.activator, self.dispatcher, self.scheduler)
         self.intake = Intake(self.ctx, self.catalog, self.dispatcher)
         self.history = History(self.ctx, self.catalog)
+        self.explainer = Explainer(self.ctx, self.catalog)
 
     clock = _shared("clock", "The engine's clock (a simulated one in simulate and the REPL).")
     lease_seconds = _shared("lease_seconds", "How long a claim on an event or a run lasts unrenewed.")
@@ -268,6 +270,11 @@ class Engine:
                     ) -> list[dict[str, Any]]:
         """Events as `event` shows them, newest first, ids below `before` (keyset)."""
         return self.history.events_page(status, before, limit)
+
+    def explain(self, rule: str | int, event_id: int | None = None) -> dict[str, Any]:
+        """SPEC 2.14: `explain(RULE, EVENT_ID)`, what the rule did with the event and why, against the
+        version active when it was processed; `explain(RUN_ID)`, what the run is doing (runtime/explain.py)."""
+        return self.explainer.explain(rule, event_id)
 
     # ------------------------------------------------------------------ schedules
 

@@ -31,6 +31,13 @@ class ConditionPart:
     value: Any
     operands: tuple[tuple[str, Any], ...] = ()
 
+    def to_json(self) -> dict[str, Any]:
+        """The part as JSON (`explain --format json`): values as JSON, and as the REPL shows them."""
+        return {"depth": self.depth, "text": self.text, "value": values.to_json(self.value),
+                "shown": show_value(self.value),
+                "operands": [{"text": name, "value": values.to_json(v), "shown": show_value(v)}
+                             for name, v in self.operands]}
+
 
 @dataclass
 class PreparedExpression:
@@ -134,6 +141,12 @@ def _paren_balance(text: str) -> int:
         elif ch == ")":
             balance -= 1
     return balance
+
+
+def span_text(text: str, start: int, end: int) -> str:
+    """The text of a sub-expression at offsets [start, end) of `text`, with the parentheses it
+    opens or closes (as the breakdown shows parts): `explain` takes a rule's `where` this way."""
+    return _balanced(text, start, end)
 
 
 def _balanced(text: str, start: int, end: int) -> str:

@@ -1138,6 +1138,15 @@ class PostgresStore:
                 "deadline", "wait_trigger", "depth")
         return [dict(zip(keys, r, strict=False)) for r in self._read(sql, params)]
 
+    def run_of_event(self, rule: str, event_id: int) -> dict[str, Any] | None:
+        """The run of `rule` that `event_id` started: the `(event_id, rule)` unique index."""
+        sql = ("SELECT id, rule, version, status, started_at, updated_at, event_id, error, deadline, "
+               "wait_trigger, depth FROM runs WHERE event_id = %s AND rule = %s")
+        row = self._one(sql, (event_id, rule))
+        keys = ("id", "rule", "version", "status", "started_at", "updated_at", "event_id", "error",
+                "deadline", "wait_trigger", "depth")
+        return dict(zip(keys, row, strict=False)) if row else None
+
     def runs_page(self, rule: str | None = None, status: str | None = None, before: int | None = None,
                   limit: int = 50) -> list[dict]:
         """Runs newest first with an id below `before`: keyset paging, one index range per page."""

@@ -163,6 +163,9 @@ class RunsAndSnapshots(Protocol):
                   limit: int = 50) -> list[dict]:
         """Runs newest first, ids below `before` (keyset paging, never OFFSET)."""
     def steps(self, run_id: int) -> list[dict[str, Any]]: ...
+    def run_of_event(self, rule: str, event_id: int) -> dict[str, Any] | None:
+        """The run of `rule` whose start event is `event_id` (as `runs` shows it), or None: one
+        lookup in the `(event_id, rule)` unique index, never a scan of the runs (`explain`)."""
 
 
 class Journal(Protocol):

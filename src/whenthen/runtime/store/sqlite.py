@@ -943,6 +943,15 @@ class SQLiteStore:
                 "deadline", "wait_trigger", "depth")
         return [dict(zip(keys, r, strict=False)) for r in self.conn.execute(sql, params)]
 
+    def run_of_event(self, rule: str, event_id: int) -> dict[str, Any] | None:
+        """The run of `rule` that `event_id` started: the `(event_id, rule)` unique index."""
+        sql = ("SELECT id, rule, version, status, started_at, updated_at, event_id, error, deadline, "
+               "wait_trigger, depth FROM runs WHERE event_id = ? AND rule = ?")
+        row = self.conn.execute(sql, (event_id, rule)).fetchone()
+        keys = ("id", "rule", "version", "status", "started_at", "updated_at", "event_id", "error",
+                "deadline", "wait_trigger", "depth")
+        return dict(zip(keys, row, strict=False)) if row else None
+
     def runs_page(self, rule: str | None = None, status: str | None = None, before: int | None = None,
                   limit: int = 50) -> list[dict]:
         """Runs newest first with an id below `before`: keyset paging, one index range per page."""
