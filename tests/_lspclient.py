@@ -38,6 +38,7 @@ class Client:
                                      stdout=subprocess.PIPE, stderr=stderr)
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.next_id = 0
+        self.legend: dict[str, list[str]] = {}  # the semantic tokens legend, once a test reads it
         self.lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ def client(project: Path) -> Iterator[Client]:
     client = Client(project)
     result = client.request("initialize", {"processId": None, "rootUri": project.as_uri(), "capabilities": {}})
     caps = result["capabilities"]
+    client.legend = caps["semanticTokensProvider"]["legend"]
     assert caps["hoverProvider"] and caps["definitionProvider"] and caps["documentFormattingProvider"]
     assert "." in caps["completionProvider"]["triggerCharacters"]
     client.notify("initialized", {})
@@ -305,6 +307,88 @@ def test_quick_fixes_for_did_you_mean_hints_and_else_if(client: Client, project:
     assert typos["Change to 'email'"] == ("emial", "email")
     nested = "when guest.added then\n  if 1 = 1 then\n    stop\n  else if 2 = 2 then\n    stop\n  end\n"
     assert fixes("nested.rules", nested) == {"Write elif": ("else if", "elif")}
+
+
+HIGHLIGHTED = """trigger order.placed {
+  count: int
+  on: str
+  times: int
+  email: str
+}
+rule "Bulk" # big orders
+when order.placed where count > 10 and on = 'web'
+once per email within 1d
+then
+  let n = count + times
+  repeat n times
+    send_email(to: email, subject: "Order {order.email} x{len(on)}")
+    break
+  end
+  wait 1h30m
+  if email matches '^a' then stop end
+end
+"""
+
+
+def _decode(client: Client, uri: str, text: str, data: list[int]) -> dict[tuple[int, str], tuple[str, list[str]]]:
+    """The semantic tokens as {(offset, text): (type, modifiers)}, with the legend the server announced."""
+    legend = client.legend
+    lines = text.split("\n")
+    found, line, char = {}, 0, 0
+    for i in range(0, len(data), 5):
+        delta_line, delta_char, length, type_, bits = data[i:i + 5]
+        line, char = line + delta_line, (char + delta_char if delta_line == 0 else delta_char)
+        offset = sum(len(x) + 1 for x in lines[:line]) + char
+        mods = [m for j, m in enumerate(legend["tokenModifiers"]) if bits & (1 << j)]
+        found[(offset, text[offset:offset + length])] = (legend["tokenTypes"][type_], mods)
+    return found
+
+
+def test_semantic_tokens_tell_contextual_keywords_from_fields_of_that_name(client: Client, project: Path) -> None:
+    path = project / "orders.rules"
+    path.write_text(HIGHLIGHTED, encoding="utf-8")
+    uri = open_doc(client, path)
+    assert client.diagnostics(uri, 1) == []
+    data = client.request("textDocument/semanticTokens/full", {"textDocument": {"uri": uri}})["data"]
+    tokens = _decode(client, uri, HIGHLIGHTED, data)
+
+    def kind(needle: str, delta: int = 0, word: str | None = None) -> tuple[str, list[str]]:
+        offset = HIGHLIGHTED.index(needle) + delta
+        return tokens[(offset, word or re.match(r"\w+", needle[delta:]).group())]
+
+    assert kind("count: int") == ("property", ["declaration"])
+    assert kind("count > 10") == ("property", []) and kind("on = 'web'") == ("property", [])
+    assert kind("count + times") == ("property", []) and kind("+ times", 2) == ("property", [])
+    assert kind("once per") == ("keyword", []) and kind("once per", 5) == ("keyword", [])
+    assert kind("repeat n") == ("keyword", []) and kind("n times", 2) == ("keyword", [])
+    assert kind("break") == ("keyword", []) and kind("within 1d") == ("keyword", [])
+    assert kind("when order") == ("keyword", []) and kind("order.placed where", 0, "order") == ("event", [])
+    assert kind("trigger order", 8, "order") == ("event", ["declaration"])
+    assert kind("let n", 4) == ("variable", ["declaration"]) and kind("repeat n", 7) == ("variable", [])
+    assert kind("send_email") == ("method", ["defaultLibrary"]) and kind("to: email") == ("parameter", [])
+    assert kind("to: email", 4) == ("property", [])
+    assert kind("len(on)") == ("function", ["defaultLibrary"]) and kind("len(on)", 4, "on") == ("property", [])
+    assert kind('"Order ', 0, '"Order ') == ("string", []) and kind("{order.email}", 0, "{") == ("operator", [])
+    assert kind("{order.email}", 1, "order") == ("variable", ["readonly"])
+    assert kind("{order.email}", 7, "email") == ("property", [])
+    assert kind("1h30m") == ("number", ["duration"]) and kind("10 and") == ("number", [])
+    assert kind("'web'", 0, "'web'") == ("string", []) and kind("'^a'", 0, "'^a'") == ("regexp", [])
+    assert kind("# big orders", 0, "# big orders") == ("comment", [])
+    assert kind("int\n  on", 0, "int") == ("type", [])
+    assert not any(word in ("order.placed", ".") for _, word in tokens)  # one token per name segment
+
+    window = {"start": {"line": 11, "character": 0}, "end": {"line": 12, "character": 0}}
+    ranged = client.request("textDocument/semanticTokens/range", {"textDocument": {"uri": uri}, "range": window})
+    inside = _decode(client, uri, HIGHLIGHTED, ranged["data"])
+    assert [word for _, word in inside] == ["repeat", "n", "times"]
+
+    typed = HIGHLIGHTED.replace("  break\n", '  log(message: "unfinished\n')  # an unterminated string
+    client.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": 2},
+                                             "contentChanges": [{"text": typed}]})
+    data = client.request("textDocument/semanticTokens/full", {"textDocument": {"uri": uri}})["data"]
+    tokens = _decode(client, uri, typed, data)
+    assert tokens[(typed.index('"unfinished'), '"unfinished')] == ("string", [])
+    assert tokens[(typed.index("wait 1h30m"), "wait")] == ("keyword", [])
 
 
 # ----------------------------------------------------------------------------- the VS Code extension

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -574,36 +574,24 @@ class _Builder(Transformer):
         text = tok.value[1:-1]
         parts: list[str | ast.Expr] = []
         buf: list[str] = []
-        i = 0
-        while i < len(text):
-            ch = text[i]
-            if ch == "\\" and i + 1 < len(text):
+        for kind, i, j in template_scan(text):
+            if kind == "text":
+                buf.append(text[i:j])
+            elif kind == "escape":
                 buf.append(self._escape(tok, text, i))
-                i += 2
-            elif ch == "{" and text.startswith("{{", i):
-                buf.append("{")
-                i += 2
-            elif ch == "}" and text.startswith("}}", i):
-                buf.append("}")
-                i += 2
-            elif ch == "}":
+            elif kind == "brace":
+                buf.append(text[i])
+            elif kind == "lone":
                 self._error(self._inner_span(tok, i, 1), "a lone '}' in a template (write '}}' for a brace)")
-                i += 1
-            elif ch == "{":
-                end = _expr_end(text, i + 1)
-                if end is None:
-                    self._error(self._inner_span(tok, i, len(text) - i), "'{' in a template is not closed by '}'")
-                    break
+            elif kind == "open":
+                self._error(self._inner_span(tok, i, len(text) - i), "'{' in a template is not closed by '}'")
+            else:  # a hole: `{expr}`
                 if buf:
                     parts.append("".join(buf))
                     buf = []
-                expr = self._template_expr(tok, i + 1, text[i + 1 : end])
+                expr = self._template_expr(tok, i + 1, text[i + 1 : j - 1])
                 if expr is not None:
                     parts.append(expr)
-                i = end + 1
-            else:
-                buf.append(ch)
-                i += 1
         if buf:
             parts.append("".join(buf))
         # adjacent text parts (around a failed `{…}`) are merged so the AST stays canonical
@@ -714,6 +702,46 @@ def _expr_end(text: str, start: int) -> int | None:
             return i
         i += 1
     return None
+
+
+_TEMPLATE_SPECIAL = re.compile(r"[\\{}]")
+
+
+def template_scan(text: str) -> Iterator[tuple[str, int, int]]:
+    """The pieces of a template's text (between its quotes) as (kind, start, end): 'text' (plain
+    characters), 'escape' (`\\X`), 'brace' (`{{` or `}}`), 'lone' (a `}` alone), 'open' (a `{`
+    never closed: the rest) and 'hole' (`{expr}`, braces included). The parser builds templates
+    from it and the language server highlights them with it."""
+    i, size = 0, len(text)
+    while i < size:
+        found = _TEMPLATE_SPECIAL.search(text, i)
+        if found is None:
+            yield "text", i, size
+            return
+        if found.start() > i:
+            yield "text", i, found.start()
+        i = found.start()
+        ch = text[i]
+        if ch == "\\":
+            if i + 1 < size:
+                yield "escape", i, i + 2
+                i += 2
+            else:
+                yield "text", i, i + 1
+                i += 1
+        elif text.startswith("{{", i) or text.startswith("}}", i):
+            yield "brace", i, i + 2
+            i += 2
+        elif ch == "}":
+            yield "lone", i, i + 1
+            i += 1
+        else:
+            end = _expr_end(text, i + 1)
+            if end is None:
+                yield "open", i, size
+                return
+            yield "hole", i, end + 1
+            i = end + 1
 
 
 _BUILDER = _Builder()
@@ -916,6 +944,31 @@ def _internal_error(name: str, exc: Exception) -> Diagnostic:
 
 _ITEM_LINE = re.compile(
     r"^[ \t]*(?:(?:rule|when|trigger|action|timezone)(?![A-Za-z0-9_])(?![ \t]*[.:])|locale(?=[ \t]*\"))", re.M)
+
+
+_MAX_LEX_ERRORS = 200
+
+
+def lex(text: str) -> tuple[list[Token], list[tuple[int, int]]]:
+    """The tokens the parser reads (after the postlexer: contextual keywords retyped, virtual
+    SEP/COMMA/ENDBODY tokens of zero width), for highlighting; never raises. What the lexer
+    rejects is returned as (start, end) ranges and blanked before lexing again: an unterminated
+    string to the end of its line, any other character alone."""
+    rejected: list[tuple[int, int]] = []
+    masked = text
+    while True:
+        try:
+            return list(get_lark().lex(masked)), rejected
+        except UnexpectedCharacters as exc:
+            pos = exc.pos_in_stream
+            end = pos + 1
+            if masked[pos] in "'\"":
+                newline = masked.find("\n", pos)
+                end = len(masked) if newline < 0 else newline
+            rejected.append((pos, end))
+            if len(rejected) >= _MAX_LEX_ERRORS:
+                return [], rejected
+            masked = masked[:pos] + " " * (end - pos) + masked[end:]
 
 
 def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:

@@ -1,4 +1,4 @@
-"""The whenthen language server (pygls, stdio): diagnostics, completion, hover, definition, formatting.
+"""The whenthen language server (pygls, stdio): diagnostics, completion, hover, definition, formatting, highlighting.
 
 A document is checked together with the other `*.rules` files of its folder (open documents as
 typed, the rest as saved), so triggers and actions declared in a sibling file resolve; every
@@ -24,6 +24,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument
 
 from whenthen.diagnostics import Diagnostic, Span
+from whenthen.grammar.parser import parse
 from whenthen.source import Source
 from whenthen.tools.assist import (
     Analysis,
@@ -37,6 +38,7 @@ from whenthen.tools.assist import (
     symbol_at,
 )
 from whenthen.tools.fmt import FormatError, format_source
+from whenthen.tools.semantic import TOKEN_MODIFIERS, TOKEN_TYPES, encode, semantic_tokens
 from whenthen.tools.workspace import Cancelled, Workspace
 
 _COMPLETION_KINDS = {
@@ -394,6 +396,53 @@ def on_formatting(ls: WhenthenServer, params: lsp.DocumentFormattingParams) -> l
         return []
     end = lsp.Position(line=len(doc.lines), character=0)
     return [lsp.TextEdit(range=lsp.Range(start=lsp.Position(line=0, character=0), end=end), new_text=formatted)]
+
+
+_LEGEND = lsp.SemanticTokensLegend(token_types=list(TOKEN_TYPES), token_modifiers=list(TOKEN_MODIFIERS))
+FRESH_WAIT = 2.0  # seconds a highlighting request waits for the pass of the text as typed
+
+
+async def _current(ls: WhenthenServer, uri: str) -> tuple[TextDocument, Analysis | None]:
+    """The document and its analysis of the text as typed now: a pass is due after each edit,
+    so wait for it (a while); None if it does not come in time."""
+    doc = ls.workspace.get_text_document(uri)
+    if uri not in ls.latest:
+        ls.analysis(uri)
+    deadline = asyncio.get_running_loop().time() + FRESH_WAIT
+    while True:
+        doc = ls.workspace.get_text_document(uri)
+        found = ls.latest.get(uri)
+        if found is not None and found.text == doc.source:
+            return doc, found
+        if asyncio.get_running_loop().time() > deadline:
+            return doc, None
+        await asyncio.sleep(0.01)
+
+
+async def _semantic_data(ls: WhenthenServer, uri: str, window: lsp.Range | None = None) -> lsp.SemanticTokens:
+    doc, found = await _current(ls, uri)
+    text = doc.source
+    if found is not None:
+        tokens = semantic_tokens(text, found.file, found.checked)
+    else:  # no check of this text yet: its own parse places the names (unresolved: all variables)
+        tokens = semantic_tokens(text, parse(Source(ls.document_path(uri), text))[0], None)
+    if window is None:
+        return lsp.SemanticTokens(data=encode(text, tokens))
+    start, end = doc.offset_at_position(window.start), doc.offset_at_position(window.end)
+    return lsp.SemanticTokens(data=encode(text, tokens, start, end))
+
+
+@server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, _LEGEND)
+async def on_semantic_tokens(ls: WhenthenServer, params: lsp.SemanticTokensParams) -> lsp.SemanticTokens:
+    """Keywords (contextual ones only where they are keywords), triggers, actions, functions,
+    fields, variables, literals, template holes and comments, from the parser's tokens and the check."""
+    return await _semantic_data(ls, params.text_document.uri)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_RANGE, _LEGEND)
+async def on_semantic_tokens_range(ls: WhenthenServer, params: lsp.SemanticTokensRangeParams) -> lsp.SemanticTokens:
+    """The semantic tokens that overlap a range."""
+    return await _semantic_data(ls, params.text_document.uri, params.range)
 
 
 def serve() -> None:
